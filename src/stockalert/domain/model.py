@@ -1,0 +1,252 @@
+"""Value objects of the domain: who watches what, at which thresholds, and what was sent."""
+
+from __future__ import annotations
+
+import enum
+import math
+import re
+from datetime import datetime
+
+import attrs
+
+from stockalert.domain.errors import InvalidArgument
+
+DEFAULT_REARM_PERCENT = 1.0
+MAX_REARM_PERCENT = 50.0
+MAX_PERIOD_S = 366 * 24 * 3600.0
+MIN_REMIND_EVERY_S = 1.0
+MIN_PASSWORD_LENGTH = 8
+MAX_PASSWORD_LENGTH = 1024
+MAX_REQUEST_ID_LENGTH = 128
+
+# Practical address syntax: one @, no spaces or control characters (which also rules out
+# header injection), a dotted domain with a 2+ letter top-level label.
+_EMAIL_RE = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+    r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*\.[A-Za-z]{2,63}$"
+)
+# Yahoo symbols: AAPL, BRK-B, 0700.HK, EURUSD=X, ^GSPC, BTC-USD.
+_TICKER_RE = re.compile(r"^\^?[A-Z0-9][A-Z0-9.=-]{0,15}$")
+
+
+class Side(enum.StrEnum):
+    """Which threshold of a subscription: HIGH fires above `high_value`, LOW below `low_value`."""
+
+    HIGH = "HIGH"
+    LOW = "LOW"
+
+
+class SideStatus(enum.StrEnum):
+    """State of one side's crossing state machine."""
+
+    ARMED = "ARMED"
+    FIRED = "FIRED"
+
+
+class NotificationKind(enum.StrEnum):
+    """A first notice of a crossing, or a reminder that the price is still beyond."""
+
+    CROSSING = "CROSSING"
+    REMINDER = "REMINDER"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """Where a notification is in the notifier's ledger."""
+
+    PENDING = "PENDING"
+    SENT = "SENT"
+    FAILED = "FAILED"
+
+
+class TickerStatus(enum.StrEnum):
+    """What the system knows of a ticker's prices."""
+
+    PENDING = "PENDING"  # no quote collected yet
+    ACTIVE = "ACTIVE"
+
+
+@attrs.frozen(cache_hash=True)
+class Email:
+    """A syntactically valid e-mail address, lower-cased so that one mailbox is one user."""
+
+    value: str
+
+    @classmethod
+    def parse(cls, raw: str, field: str = "email") -> Email:
+        """Validate and normalise user input; the error names `field`."""
+        text = raw.strip()
+        if not text:
+            raise InvalidArgument(field, "must not be empty")
+        if len(text) > 254:
+            raise InvalidArgument(field, "must be at most 254 characters")
+        if not _EMAIL_RE.fullmatch(text):
+            raise InvalidArgument(field, f"{raw!r} is not a valid e-mail address")
+        return cls(text.lower())
+
+    def __str__(self) -> str:
+        return self.value
+
+
+@attrs.frozen(cache_hash=True)
+class Ticker:
+    """A Yahoo Finance symbol, upper-cased."""
+
+    value: str
+
+    @classmethod
+    def parse(cls, raw: str, field: str = "ticker") -> Ticker:
+        """Validate and normalise user input; the error names `field`."""
+        text = raw.strip().upper()
+        if not text:
+            raise InvalidArgument(field, "must not be empty")
+        if not _TICKER_RE.fullmatch(text):
+            raise InvalidArgument(
+                field,
+                f"{raw!r} is not a ticker symbol (1-16 of A-Z 0-9 . = -, optional leading ^)",
+            )
+        return cls(text)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+def parse_price(value: float, field: str) -> float:
+    """A finite, strictly positive price."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidArgument(field, f"must be a number, got {type(value).__name__}")
+    price = float(value)
+    if math.isnan(price):
+        raise InvalidArgument(field, "must be a number, got NaN")
+    if math.isinf(price):
+        raise InvalidArgument(field, "must be finite")
+    if price <= 0:
+        raise InvalidArgument(field, f"must be greater than 0, got {price:g}")
+    return price
+
+
+def parse_bounded(value: float, field: str, *, low: float, high: float) -> float:
+    """A finite number in [low, high]."""
+    if not isinstance(value, int | float) or isinstance(value, bool):
+        raise InvalidArgument(field, f"must be a number, got {type(value).__name__}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidArgument(field, "must be a finite number")
+    if not low <= number <= high:
+        raise InvalidArgument(field, f"must be between {low:g} and {high:g}, got {number:g}")
+    return number
+
+
+def parse_request_id(raw: str) -> str:
+    """A non-empty client-chosen idempotency key."""
+    text = raw.strip()
+    if not text:
+        raise InvalidArgument("request_id", "must not be empty")
+    if len(text) > MAX_REQUEST_ID_LENGTH:
+        raise InvalidArgument("request_id", f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
+    return text
+
+
+def check_password(raw: str, field: str = "password") -> str:
+    """A password long enough to be worth hashing."""
+    if len(raw) < MIN_PASSWORD_LENGTH:
+        raise InvalidArgument(field, f"must be at least {MIN_PASSWORD_LENGTH} characters")
+    if len(raw) > MAX_PASSWORD_LENGTH:
+        raise InvalidArgument(field, f"must be at most {MAX_PASSWORD_LENGTH} characters")
+    return raw
+
+
+@attrs.frozen
+class User:
+    """A registered user; the e-mail is the login and the notification address."""
+
+    user_id: str
+    email: Email
+    password_hash: str
+    created_at: datetime
+
+
+@attrs.frozen
+class Subscription:
+    """One user watching one ticker, with optional thresholds and alerting options."""
+
+    subscription_id: str
+    user_id: str
+    email: Email
+    ticker: Ticker
+    high_value: float | None = None
+    low_value: float | None = None
+    rearm_percent: float = DEFAULT_REARM_PERCENT
+    cooldown_s: float | None = None
+    remind_every_s: float | None = None
+
+    def threshold(self, side: Side) -> float | None:
+        """The threshold of `side`, or None when that side is not set."""
+        return self.high_value if side is Side.HIGH else self.low_value
+
+
+@attrs.frozen
+class Quote:
+    """A price of a ticker at the time the exchange quoted it (not when we fetched it)."""
+
+    ticker: Ticker
+    price: float
+    quoted_at: datetime
+
+    @property
+    def timestamp(self) -> float:
+        """Quote time as POSIX seconds, the unit the alert engine works in."""
+        return self.quoted_at.timestamp()
+
+
+@attrs.frozen
+class SideState:
+    """Persistable state of one side of a subscription.
+
+    `episode` counts crossings over the subscription's life and never goes back, so that
+    notification ids stay unique even when a threshold is changed and crossed again.
+    """
+
+    status: SideStatus = SideStatus.ARMED
+    episode: int = 0
+    fired_at: float | None = None
+    reminders: int = 0
+    next_reminder_at: float | None = None
+
+
+ARMED = SideState()
+
+
+def notification_id(subscription_id: str, side: Side, episode: int, reminder: int = 0) -> str:
+    """Deterministic identity of a notification: same crossing, same id, on any replica."""
+    base = f"{subscription_id}:{side.value}:{episode}"
+    return base if reminder == 0 else f"{base}:r{reminder}"
+
+
+@attrs.frozen
+class Notification:
+    """An alert to send: a side of a subscription crossed (or is still beyond) its threshold."""
+
+    notification_id: str
+    subscription_id: str
+    user_id: str
+    email: Email
+    ticker: Ticker
+    side: Side
+    kind: NotificationKind
+    price: float
+    threshold: float
+    quoted_at: datetime
+    episode: int
+
+
+@attrs.frozen
+class NotificationRecord:
+    """A notification as the notifier's ledger knows it, with its delivery status."""
+
+    notification: Notification
+    status: DeliveryStatus
+    attempts: int = 0
+    last_error: str | None = None
+    created_at: datetime | None = None
+    sent_at: datetime | None = None
