@@ -190,7 +190,7 @@ class Quote:
     """A price of a ticker at the time the exchange quoted it (not when we fetched it)."""
 
     ticker: Ticker
-    price: float
+    price: float = attrs.field(converter=float)
     quoted_at: datetime
 
     @property

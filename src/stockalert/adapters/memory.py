@@ -1,0 +1,427 @@
+"""In-memory implementations of every port: unit tests, the library, the embedded mode.
+
+They are real implementations, not mocks: the unit of work is transactional (an undo log,
+savepoints) and serialises transactions with a lock, so at-most-once and "nothing
+half-written" hold here exactly as they must on a database.
+"""
+
+from __future__ import annotations
+
+import bisect
+import hashlib
+import hmac
+import itertools
+import threading
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager, contextmanager
+from datetime import UTC, datetime, timedelta
+from types import TracebackType
+from typing import Any, Self, TypeVar, cast
+
+import attrs
+
+from stockalert.domain.commands import RequestKey
+from stockalert.domain.events import Event
+from stockalert.domain.model import (
+    ARMED,
+    Email,
+    Notification,
+    NotificationRecord,
+    Quote,
+    Side,
+    SideState,
+    Subscription,
+    Ticker,
+    TickerStatus,
+    User,
+)
+from stockalert.domain.ports import (
+    MailPermanentError,
+    MailTemporaryError,
+    PriceResult,
+    StoredReply,
+    UnknownTicker,
+)
+from stockalert.domain.views import SubscriptionView
+
+_MISSING = object()
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+class MemoryStore:
+    """The shared state behind memory units of work and the memory read model."""
+
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.users: dict[str, User] = {}
+        self.user_by_email: dict[Email, str] = {}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.sub_by_user_ticker: dict[tuple[str, Ticker], str] = {}
+        self.alert_states: dict[tuple[str, Side], SideState] = {}
+        self.quotes: dict[Ticker, list[Quote]] = {}  # ascending quoted_at
+        self.notifications: dict[str, NotificationRecord] = {}
+        self.requests: dict[RequestKey, StoredReply] = {}
+
+
+class _Journal:
+    """Undo log of one transaction."""
+
+    def __init__(self) -> None:
+        self.undo: list[Callable[[], None]] = []
+
+    def set(self, table: dict[K, V], key: K, value: V) -> None:
+        old: Any = table.get(key, _MISSING)
+        table[key] = value
+        self.undo.append(lambda: _restore(table, key, old))
+
+    def pop(self, table: dict[K, V], key: K) -> None:
+        old: Any = table.pop(key, _MISSING)
+        if old is not _MISSING:
+            self.undo.append(lambda: _restore(table, key, old))
+
+    def rollback_to(self, mark: int) -> None:
+        while len(self.undo) > mark:
+            self.undo.pop()()
+
+
+def _restore(table: dict[K, V], key: K, old: object) -> None:
+    if old is _MISSING:
+        table.pop(key, None)
+    else:
+        table[key] = cast("V", old)
+
+
+class _Repo:
+    def __init__(self, store: MemoryStore, journal: Callable[[], _Journal]) -> None:
+        self._store = store
+        self._journal = journal
+
+
+class MemoryUserRepository(_Repo):
+    """Users by id and by e-mail."""
+
+    def add(self, user: User) -> None:
+        self._journal().set(self._store.users, user.user_id, user)
+        self._journal().set(self._store.user_by_email, user.email, user.user_id)
+
+    def get(self, user_id: str) -> User | None:
+        return self._store.users.get(user_id)
+
+    def get_by_email(self, email: Email) -> User | None:
+        user_id = self._store.user_by_email.get(email)
+        return None if user_id is None else self._store.users.get(user_id)
+
+    def delete(self, user_id: str) -> None:
+        user = self._store.users.get(user_id)
+        if user is not None:
+            self._journal().pop(self._store.user_by_email, user.email)
+            self._journal().pop(self._store.users, user_id)
+
+
+class MemorySubscriptionRepository(_Repo):
+    """Subscriptions, unique per (user, ticker)."""
+
+    def save(self, subscription: Subscription) -> None:
+        key = (subscription.user_id, subscription.ticker)
+        self._journal().set(self._store.subscriptions, subscription.subscription_id, subscription)
+        self._journal().set(self._store.sub_by_user_ticker, key, subscription.subscription_id)
+
+    def get(self, user_id: str, ticker: Ticker) -> Subscription | None:
+        sid = self._store.sub_by_user_ticker.get((user_id, ticker))
+        return None if sid is None else self._store.subscriptions.get(sid)
+
+    def for_user(self, user_id: str) -> list[Subscription]:
+        return [s for s in self._store.subscriptions.values() if s.user_id == user_id]
+
+    def all(self) -> list[Subscription]:
+        return list(self._store.subscriptions.values())
+
+    def delete(self, subscription_id: str) -> None:
+        sub = self._store.subscriptions.get(subscription_id)
+        if sub is not None:
+            self._journal().pop(self._store.sub_by_user_ticker, (sub.user_id, sub.ticker))
+            self._journal().pop(self._store.subscriptions, subscription_id)
+
+
+class MemoryAlertStateRepository(_Repo):
+    """Side states by (subscription, side)."""
+
+    def get(self, subscription_id: str, side: Side) -> SideState:
+        return self._store.alert_states.get((subscription_id, side), ARMED)
+
+    def save(self, subscription_id: str, side: Side, state: SideState) -> None:
+        self._journal().set(self._store.alert_states, (subscription_id, side), state)
+
+    def delete_for(self, subscription_id: str) -> None:
+        for side in (Side.HIGH, Side.LOW):
+            self._journal().pop(self._store.alert_states, (subscription_id, side))
+
+
+class MemoryQuoteRepository(_Repo):
+    """Quotes per ticker, kept in quote-time order."""
+
+    def latest(self, ticker: Ticker) -> Quote | None:
+        quotes = self._store.quotes.get(ticker)
+        return quotes[-1] if quotes else None
+
+    def add(self, quote: Quote, collected_at: datetime) -> None:
+        old = self._store.quotes.get(quote.ticker, [])
+        new = list(old)
+        bisect.insort(new, quote, key=lambda q: q.quoted_at)
+        self._journal().set(self._store.quotes, quote.ticker, new)
+
+
+class MemoryNotificationLedger(_Repo):
+    """Notification records by id."""
+
+    def get(self, notification_id: str) -> NotificationRecord | None:
+        return self._store.notifications.get(notification_id)
+
+    def add(self, record: NotificationRecord) -> None:
+        key = record.notification.notification_id
+        if key in self._store.notifications:
+            raise KeyError(f"notification {key} is in the ledger already")
+        self._journal().set(self._store.notifications, key, record)
+
+    def update(self, record: NotificationRecord) -> None:
+        self._journal().set(self._store.notifications, record.notification.notification_id, record)
+
+    def pending(self) -> list[NotificationRecord]:
+        return [r for r in self._store.notifications.values() if r.status == "PENDING"]
+
+    def delete_for_user(self, user_id: str) -> None:
+        doomed = [
+            key
+            for key, record in self._store.notifications.items()
+            if record.notification.user_id == user_id
+        ]
+        for key in doomed:
+            self._journal().pop(self._store.notifications, key)
+
+
+class MemoryRequestLedger(_Repo):
+    """Stored replies; the store's lock serialises claims, so duplicates never race."""
+
+    def claim(self, key: RequestKey) -> StoredReply | None:
+        return self._store.requests.get(key)
+
+    def complete(self, key: RequestKey, reply: StoredReply) -> None:
+        self._journal().set(self._store.requests, key, reply)
+
+    def forget_subject(self, subject: str) -> None:
+        for key in [k for k in self._store.requests if k.subject == subject]:
+            self._journal().pop(self._store.requests, key)
+
+    def expire_before(self, cutoff: datetime) -> int:
+        """Drop replies older than `cutoff`; returns how many."""
+        old = [k for k, r in self._store.requests.items() if r.created_at < cutoff]
+        for key in old:
+            self._journal().pop(self._store.requests, key)
+        return len(old)
+
+
+class MemoryUnitOfWork:
+    """A transaction over a MemoryStore: holds the store lock from enter to exit."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+        self._journal: _Journal | None = None
+        self._pending: list[Event] = []
+        self._committed: list[Event] = []
+        journal = self._current_journal
+        self.users = MemoryUserRepository(store, journal)
+        self.subscriptions = MemorySubscriptionRepository(store, journal)
+        self.alert_states = MemoryAlertStateRepository(store, journal)
+        self.quotes = MemoryQuoteRepository(store, journal)
+        self.notifications = MemoryNotificationLedger(store, journal)
+        self.requests = MemoryRequestLedger(store, journal)
+
+    def _current_journal(self) -> _Journal:
+        if self._journal is None:
+            raise RuntimeError("use the unit of work inside a `with` block")
+        return self._journal
+
+    def __enter__(self) -> Self:
+        self._store.lock.acquire()
+        self._journal = _Journal()
+        self._pending = []
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            self.rollback()
+        finally:
+            self._journal = None
+            self._store.lock.release()
+
+    def commit(self) -> None:
+        journal = self._current_journal()
+        journal.undo.clear()
+        self._committed.extend(self._pending)
+        self._pending = []
+
+    def rollback(self) -> None:
+        if self._journal is not None:
+            self._journal.rollback_to(0)
+        self._pending = []
+
+    @contextmanager
+    def _savepoint(self) -> Iterator[None]:
+        journal = self._current_journal()
+        mark, events = len(journal.undo), len(self._pending)
+        try:
+            yield
+        except BaseException:
+            journal.rollback_to(mark)
+            del self._pending[events:]
+            raise
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        return self._savepoint()
+
+    def record(self, event: Event) -> None:
+        self._current_journal()
+        self._pending.append(event)
+
+    def collect_events(self) -> Iterator[Event]:
+        while self._committed:
+            yield self._committed.pop(0)
+
+
+class MemoryReadModel:
+    """Query-side views straight off the memory store."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def user_exists(self, user_id: str) -> bool:
+        return user_id in self._store.users
+
+    def subscriptions_of(self, user_id: str) -> list[SubscriptionView]:
+        with self._store.lock:
+            subs = [s for s in self._store.subscriptions.values() if s.user_id == user_id]
+            views = []
+            for sub in subs:
+                high = self._store.alert_states.get((sub.subscription_id, Side.HIGH), ARMED)
+                low = self._store.alert_states.get((sub.subscription_id, Side.LOW), ARMED)
+                status = (
+                    TickerStatus.ACTIVE
+                    if self._store.quotes.get(sub.ticker)
+                    else TickerStatus.PENDING
+                )
+                views.append(
+                    SubscriptionView(
+                        subscription_id=sub.subscription_id,
+                        ticker=sub.ticker.value,
+                        high_value=sub.high_value,
+                        low_value=sub.low_value,
+                        rearm_percent=sub.rearm_percent,
+                        cooldown_s=sub.cooldown_s,
+                        remind_every_s=sub.remind_every_s,
+                        high_status=None if sub.high_value is None else high.status,
+                        low_status=None if sub.low_value is None else low.status,
+                        ticker_status=status,
+                    )
+                )
+            return views
+
+    def latest_quote(self, ticker: Ticker) -> Quote | None:
+        quotes = self._store.quotes.get(ticker)
+        return quotes[-1] if quotes else None
+
+    def newest_prices(self, ticker: Ticker, count: int) -> Sequence[float]:
+        quotes = self._store.quotes.get(ticker, [])
+        return [q.price for q in quotes[-count:]]
+
+    def notifications_of(self, user_id: str, limit: int) -> list[NotificationRecord]:
+        with self._store.lock:
+            mine = [
+                r for r in self._store.notifications.values() if r.notification.user_id == user_id
+            ]
+        mine.sort(
+            key=lambda r: (r.notification.quoted_at, r.notification.notification_id), reverse=True
+        )
+        return mine[:limit]
+
+
+# ----- infrastructure fakes ---------------------------------------------------------------
+
+
+class ManualClock:
+    """A clock that moves only when told to."""
+
+    def __init__(self, now: datetime | None = None) -> None:
+        self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self._now
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+
+
+class SequentialIds:
+    """Readable, deterministic ids: u1, u2, ..."""
+
+    def __init__(self, prefix: str = "id") -> None:
+        self._prefix = prefix
+        self._counter = itertools.count(1)
+
+    def new_id(self) -> str:
+        return f"{self._prefix}{next(self._counter)}"
+
+
+class InsecureFastHasher:
+    """Salt-free HMAC of the password: fast for unit tests, never for real use."""
+
+    def hash(self, password: str) -> str:
+        return "test$" + hashlib.sha256(password.encode()).hexdigest()
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        return hmac.compare_digest(password_hash, self.hash(password))
+
+
+@attrs.define
+class MemoryMailer:
+    """Records what it 'sends'; can be told to fail the next sends."""
+
+    sent: list[Notification] = attrs.Factory(list)
+    failures: list[Exception] = attrs.Factory(list)
+
+    def fail_next(self, *errors: Exception) -> None:
+        """Raise these (in order) on the next sends instead of delivering."""
+        self.failures.extend(errors)
+
+    def send(self, notification: Notification) -> None:
+        if self.failures:
+            error = self.failures.pop(0)
+            if not isinstance(error, MailTemporaryError | MailPermanentError):
+                raise TypeError("a mailer fails with MailTemporaryError or MailPermanentError")
+            raise error
+        self.sent.append(notification)
+
+
+@attrs.define
+class MemoryEventLog:
+    """An EventPublisher that keeps what it is given."""
+
+    events: list[Event] = attrs.Factory(list)
+
+    def publish(self, event: Event) -> None:
+        self.events.append(event)
+
+
+@attrs.define
+class StaticPriceSource:
+    """A PriceSource answering from a fixed table; unlisted tickers are unknown."""
+
+    quotes: dict[Ticker, Quote] = attrs.Factory(dict)
+
+    def fetch(self, tickers: Collection[Ticker]) -> Mapping[Ticker, PriceResult]:
+        return {t: self.quotes.get(t) or UnknownTicker(t) for t in tickers}

@@ -1,0 +1,72 @@
+"""Binds handlers to their dependencies and builds the message bus (no DI framework here)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+from stockalert.domain import handlers, query_handlers
+from stockalert.domain.alerting import AlertEngine
+from stockalert.domain.commands import (
+    DeleteUser,
+    RecordQuotes,
+    RegisterUser,
+    RemoveSubscription,
+    RetryPendingNotifications,
+    SetSubscription,
+)
+from stockalert.domain.events import AlertRaised, PriceUpdated, SubscriptionRemoved, SubscriptionSet
+from stockalert.domain.messagebus import MessageBus
+from stockalert.domain.ports import (
+    Clock,
+    IdGenerator,
+    Mailer,
+    PasswordHasher,
+    ReadModel,
+    UnitOfWork,
+)
+from stockalert.domain.queries import (
+    GetAverageValue,
+    GetLatestValue,
+    ListNotifications,
+    ListSubscriptions,
+)
+
+
+def build_bus(
+    *,
+    uow_factory: Callable[[], UnitOfWork],
+    read_model: ReadModel,
+    engine: AlertEngine,
+    mailer: Mailer,
+    ids: IdGenerator,
+    hasher: PasswordHasher,
+    clock: Clock,
+) -> MessageBus:
+    """The embedded wiring: every role's handlers on one in-process bus."""
+    return MessageBus(
+        uow_factory=uow_factory,
+        clock=clock,
+        commands={
+            RegisterUser: partial(handlers.register_user, ids=ids, hasher=hasher, clock=clock),
+            SetSubscription: partial(handlers.set_subscription, ids=ids),
+            RemoveSubscription: handlers.remove_subscription,
+            DeleteUser: handlers.delete_user,
+            RecordQuotes: partial(handlers.record_quotes, clock=clock),
+            RetryPendingNotifications: partial(
+                handlers.retry_pending_notifications, mailer=mailer, clock=clock
+            ),
+        },
+        events={
+            SubscriptionSet: [partial(handlers.index_subscription, engine=engine)],
+            SubscriptionRemoved: [partial(handlers.unindex_subscription, engine=engine)],
+            PriceUpdated: [partial(handlers.apply_price_update, engine=engine)],
+            AlertRaised: [partial(handlers.deliver_notification, mailer=mailer, clock=clock)],
+        },
+        queries={
+            GetLatestValue: partial(query_handlers.get_latest_value, read=read_model),
+            GetAverageValue: partial(query_handlers.get_average_value, read=read_model),
+            ListSubscriptions: partial(query_handlers.list_subscriptions, read=read_model),
+            ListNotifications: partial(query_handlers.list_notifications, read=read_model),
+        },
+    )

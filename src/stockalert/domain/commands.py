@@ -1,0 +1,134 @@
+"""Commands: requests to change state. They carry raw user input; handlers validate it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import attrs
+
+from stockalert.domain.model import Quote
+
+
+@attrs.frozen
+class RequestKey:
+    """Identity of one client request in the request ledger: (method, user, request_id)."""
+
+    method: str
+    subject: str
+    request_id: str
+
+
+class Command:
+    """Base of all commands."""
+
+
+class IdempotentCommand(Command):
+    """A command executed at most once per request key; retries get the stored reply."""
+
+    request_id: str
+
+    def ledger_subject(self) -> str:
+        """Whose request this is (the user id, or the e-mail before a user exists)."""
+        raise NotImplementedError
+
+    def ledger_key(self) -> RequestKey:
+        """Where this command's reply is stored."""
+        return RequestKey(type(self).__name__, self.ledger_subject(), self.request_id.strip())
+
+    def fingerprint(self) -> str:
+        """Digest of the command's content (request id and secrets excluded).
+
+        Reusing a request id for a different command is a client bug that must be reported,
+        not answered with the other command's reply.
+        """
+        content = attrs.asdict(
+            self,  # type: ignore[arg-type]  # every concrete command is an attrs class
+            filter=lambda a, _: a.name != "request_id" and not a.metadata.get("secret"),
+        )
+        text = json.dumps([type(self).__name__, content], sort_keys=True, default=str)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+SECRET = {"secret": True}
+
+
+@attrs.frozen
+class SubscriptionSpec:
+    """Thresholds for one ticker as the user typed them (registration time)."""
+
+    ticker: str
+    high_value: float | None = None
+    low_value: float | None = None
+    rearm_percent: float | None = None
+
+
+@attrs.frozen
+class RegisterUser(IdempotentCommand):
+    """Create an account, optionally with initial subscriptions."""
+
+    request_id: str
+    email: str
+    password: str = attrs.field(repr=False, metadata=SECRET)
+    subscriptions: tuple[SubscriptionSpec, ...] = ()
+
+    def ledger_subject(self) -> str:
+        return self.email.strip().lower()
+
+
+@attrs.frozen
+class SetSubscription(IdempotentCommand):
+    """Create or change the subscription of a user to one ticker.
+
+    A field left None keeps the stored value; `clear_high_value` / `clear_low_value` remove a
+    threshold; `cooldown_s = 0` and `remind_every_s = 0` switch those options off.
+    """
+
+    request_id: str
+    user_id: str
+    ticker: str
+    high_value: float | None = None
+    low_value: float | None = None
+    rearm_percent: float | None = None
+    cooldown_s: float | None = None
+    remind_every_s: float | None = None
+    clear_high_value: bool = False
+    clear_low_value: bool = False
+
+    def ledger_subject(self) -> str:
+        return self.user_id
+
+
+@attrs.frozen
+class RemoveSubscription(IdempotentCommand):
+    """Stop watching one ticker."""
+
+    request_id: str
+    user_id: str
+    ticker: str
+
+    def ledger_subject(self) -> str:
+        return self.user_id
+
+
+@attrs.frozen
+class DeleteUser(IdempotentCommand):
+    """Remove the user and everything stored about them, now."""
+
+    request_id: str
+    user_id: str
+
+    def ledger_subject(self) -> str:
+        return self.user_id
+
+
+@attrs.frozen
+class RecordQuotes(Command):
+    """Store freshly collected quotes; only those newer than the stored ones count."""
+
+    quotes: tuple[Quote, ...]
+
+
+@attrs.frozen
+class RetryPendingNotifications(Command):
+    """Try again to deliver every notification still pending (e.g. after an SMTP outage)."""

@@ -1,0 +1,250 @@
+"""Ports: what the domain needs from the outside world. Adapters implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
+from datetime import datetime
+from types import TracebackType
+from typing import Protocol, Self, TypeAlias
+
+import attrs
+
+from stockalert.domain.commands import RequestKey
+from stockalert.domain.errors import ErrorCode, error_from_reply
+from stockalert.domain.events import Event
+from stockalert.domain.model import (
+    Email,
+    Notification,
+    NotificationRecord,
+    Quote,
+    Side,
+    SideState,
+    Subscription,
+    Ticker,
+    User,
+)
+from stockalert.domain.views import SubscriptionView
+
+# ----- values exchanged through the ports ---------------------------------------------------
+
+
+@attrs.frozen
+class StoredReply:
+    """A command's reply as the request ledger keeps it, failures included."""
+
+    fingerprint: str
+    code: ErrorCode | None
+    message: str
+    field: str | None
+    result: object
+    created_at: datetime
+
+    def replay(self) -> object:
+        """Return the stored result, or raise the stored error."""
+        if self.code is not None:
+            raise error_from_reply(self.code, self.message, self.field)
+        return self.result
+
+
+@attrs.frozen
+class UnknownTicker:
+    """The price source says this symbol does not exist (the user's mistake, not an outage)."""
+
+    ticker: Ticker
+
+
+@attrs.frozen
+class FetchFailed:
+    """The price source could not answer for this ticker this time."""
+
+    ticker: Ticker
+    reason: str
+
+
+PriceResult: TypeAlias = Quote | UnknownTicker | FetchFailed
+
+
+class MailTemporaryError(Exception):
+    """Delivery may succeed later (4xx, connection refused): keep the notification pending."""
+
+
+class MailPermanentError(Exception):
+    """Delivery will never succeed (5xx): record the failure, do not retry."""
+
+
+# ----- infrastructure ------------------------------------------------------------------------
+
+
+class Clock(Protocol):
+    """The current time; injected so that nothing in the domain reads the system clock."""
+
+    def now(self) -> datetime:
+        """Aware UTC datetime."""
+        ...
+
+
+class IdGenerator(Protocol):
+    """New unique ids for users and subscriptions."""
+
+    def new_id(self) -> str:
+        """A fresh id, never returned before."""
+        ...
+
+
+class PasswordHasher(Protocol):
+    """A slow, salted password hash."""
+
+    def hash(self, password: str) -> str:
+        """Hash to store."""
+        ...
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        """True when the password matches the stored hash."""
+        ...
+
+
+class Mailer(Protocol):
+    """Sends one notification e-mail; its Message-ID derives from the notification id."""
+
+    def send(self, notification: Notification) -> None:
+        """Deliver or raise MailTemporaryError / MailPermanentError."""
+        ...
+
+
+class EventPublisher(Protocol):
+    """Hands events to other processes (Kafka in the distributed mode)."""
+
+    def publish(self, event: Event) -> None:
+        """Publish durably or raise."""
+        ...
+
+
+class PriceSource(Protocol):
+    """Current quotes for a batch of tickers, with a result per ticker."""
+
+    def fetch(self, tickers: Collection[Ticker]) -> Mapping[Ticker, PriceResult]:
+        """One result per requested ticker."""
+        ...
+
+
+# ----- write model -------------------------------------------------------------------------
+
+
+class UserRepository(Protocol):
+    """Users by id and by e-mail."""
+
+    def add(self, user: User) -> None: ...
+    def get(self, user_id: str) -> User | None: ...
+    def get_by_email(self, email: Email) -> User | None: ...
+    def delete(self, user_id: str) -> None: ...
+
+
+class SubscriptionRepository(Protocol):
+    """Subscriptions; at most one per (user, ticker)."""
+
+    def save(self, subscription: Subscription) -> None:
+        """Insert or replace by subscription id."""
+        ...
+
+    def get(self, user_id: str, ticker: Ticker) -> Subscription | None: ...
+    def for_user(self, user_id: str) -> list[Subscription]: ...
+    def delete(self, subscription_id: str) -> None: ...
+
+
+class AlertStateRepository(Protocol):
+    """Crossing state per subscription side, so that a restart does not re-fire."""
+
+    def get(self, subscription_id: str, side: Side) -> SideState:
+        """The stored state, or ARMED with episode 0 when none is stored."""
+        ...
+
+    def save(self, subscription_id: str, side: Side, state: SideState) -> None: ...
+    def delete_for(self, subscription_id: str) -> None: ...
+
+
+class QuoteRepository(Protocol):
+    """Collected quotes."""
+
+    def latest(self, ticker: Ticker) -> Quote | None: ...
+    def add(self, quote: Quote, collected_at: datetime) -> None: ...
+
+
+class NotificationLedger(Protocol):
+    """Every notification ever raised, unique by notification id, with delivery status."""
+
+    def get(self, notification_id: str) -> NotificationRecord | None: ...
+    def add(self, record: NotificationRecord) -> None: ...
+    def update(self, record: NotificationRecord) -> None: ...
+    def pending(self) -> list[NotificationRecord]: ...
+    def delete_for_user(self, user_id: str) -> None: ...
+
+
+class RequestLedger(Protocol):
+    """Replies of idempotent commands by (method, user, request id)."""
+
+    def claim(self, key: RequestKey) -> StoredReply | None:
+        """The stored reply of `key`, or None after reserving the key for this transaction.
+
+        A concurrent transaction claiming the same key waits until this one ends and then
+        sees its reply: the ledger is what makes concurrent duplicates execute once.
+        """
+        ...
+
+    def complete(self, key: RequestKey, reply: StoredReply) -> None:
+        """Store the reply of a claimed key (in the same transaction as the effect)."""
+        ...
+
+    def forget_subject(self, subject: str) -> None:
+        """Drop the stored replies of one user (their data goes with them)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One atomic transaction over the write model; events are released only on commit."""
+
+    users: UserRepository
+    subscriptions: SubscriptionRepository
+    alert_states: AlertStateRepository
+    quotes: QuoteRepository
+    notifications: NotificationLedger
+    requests: RequestLedger
+
+    def __enter__(self) -> Self: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """Roll back whatever was not committed."""
+        ...
+
+    def commit(self) -> None: ...
+    def rollback(self) -> None: ...
+
+    def savepoint(self) -> AbstractContextManager[None]:
+        """A nested scope rolled back on its own if it raises (effects and events)."""
+        ...
+
+    def record(self, event: Event) -> None:
+        """An event to release after the commit."""
+        ...
+
+    def collect_events(self) -> Iterator[Event]:
+        """Events of committed work, each once."""
+        ...
+
+
+# ----- read model ---------------------------------------------------------------------------
+
+
+class ReadModel(Protocol):
+    """Read-only views for queries; may be served by a replica."""
+
+    def user_exists(self, user_id: str) -> bool: ...
+    def subscriptions_of(self, user_id: str) -> list[SubscriptionView]: ...
+    def latest_quote(self, ticker: Ticker) -> Quote | None: ...
+    def newest_prices(self, ticker: Ticker, count: int) -> Sequence[float]: ...
+    def notifications_of(self, user_id: str, limit: int) -> list[NotificationRecord]: ...

@@ -1,0 +1,45 @@
+"""Queries: requests to read. They never change state (the read side of CQRS)."""
+
+from __future__ import annotations
+
+import attrs
+
+DEFAULT_NOTIFICATION_LIMIT = 50
+MAX_NOTIFICATION_LIMIT = 1000
+MAX_AVERAGE_COUNT = 10_000
+
+
+class Query:
+    """Base of all queries."""
+
+
+@attrs.frozen
+class GetLatestValue(Query):
+    """Newest stored quote of a ticker the user watches ("" = the user's only ticker)."""
+
+    user_id: str
+    ticker: str = ""
+
+
+@attrs.frozen
+class GetAverageValue(Query):
+    """Mean of the newest `count` stored quotes (fewer when fewer exist)."""
+
+    user_id: str
+    count: int
+    ticker: str = ""
+
+
+@attrs.frozen
+class ListSubscriptions(Query):
+    """The user's subscriptions with thresholds, side states and ticker status."""
+
+    user_id: str
+
+
+@attrs.frozen
+class ListNotifications(Query):
+    """The user's alert history, newest first, with delivery status (0 = default limit)."""
+
+    user_id: str
+    limit: int = 0

@@ -1,0 +1,77 @@
+"""Query handlers: read-only, over the read model (which may be a replica)."""
+
+from __future__ import annotations
+
+from stockalert.domain.errors import InvalidArgument, NotFound
+from stockalert.domain.model import NotificationRecord, Ticker
+from stockalert.domain.ports import ReadModel
+from stockalert.domain.queries import (
+    DEFAULT_NOTIFICATION_LIMIT,
+    MAX_AVERAGE_COUNT,
+    MAX_NOTIFICATION_LIMIT,
+    GetAverageValue,
+    GetLatestValue,
+    ListNotifications,
+    ListSubscriptions,
+)
+from stockalert.domain.views import AverageValue, LatestValue, SubscriptionView
+
+
+def _require_user(read: ReadModel, user_id: str) -> None:
+    if not read.user_exists(user_id):
+        raise NotFound("user not found", field="user_id")
+
+
+def _watched_ticker(read: ReadModel, user_id: str, raw: str) -> Ticker:
+    """The ticker a value query is about: the named one, or the user's only one."""
+    _require_user(read, user_id)
+    watched = [Ticker(view.ticker) for view in read.subscriptions_of(user_id)]
+    if not raw.strip():
+        if not watched:
+            raise NotFound("you are not watching any ticker", field="ticker")
+        if len(watched) > 1:
+            names = ", ".join(sorted(t.value for t in watched))
+            raise InvalidArgument("ticker", f"required: you watch several tickers ({names})")
+        return watched[0]
+    ticker = Ticker.parse(raw)
+    if ticker not in watched:
+        raise NotFound(f"you are not watching {ticker}", field="ticker")
+    return ticker
+
+
+def get_latest_value(query: GetLatestValue, read: ReadModel) -> LatestValue:
+    """Newest stored quote of a watched ticker."""
+    ticker = _watched_ticker(read, query.user_id, query.ticker)
+    quote = read.latest_quote(ticker)
+    if quote is None:
+        raise NotFound(f"no price of {ticker} collected yet", field="ticker")
+    return LatestValue(ticker.value, quote.price, quote.quoted_at)
+
+
+def get_average_value(query: GetAverageValue, read: ReadModel) -> AverageValue:
+    """Mean of the newest `count` stored quotes of a watched ticker."""
+    if isinstance(query.count, bool) or not isinstance(query.count, int):
+        raise InvalidArgument("count", "must be a whole number")
+    if not 1 <= query.count <= MAX_AVERAGE_COUNT:
+        raise InvalidArgument("count", f"must be between 1 and {MAX_AVERAGE_COUNT}")
+    ticker = _watched_ticker(read, query.user_id, query.ticker)
+    prices = read.newest_prices(ticker, query.count)
+    if not prices:
+        raise NotFound(f"no price of {ticker} collected yet", field="ticker")
+    return AverageValue(ticker.value, sum(prices) / len(prices), len(prices))
+
+
+def list_subscriptions(query: ListSubscriptions, read: ReadModel) -> list[SubscriptionView]:
+    """The user's subscriptions, by ticker."""
+    _require_user(read, query.user_id)
+    return sorted(read.subscriptions_of(query.user_id), key=lambda view: view.ticker)
+
+
+def list_notifications(query: ListNotifications, read: ReadModel) -> list[NotificationRecord]:
+    """The user's alert history, newest first."""
+    if isinstance(query.limit, bool) or not isinstance(query.limit, int):
+        raise InvalidArgument("limit", "must be a whole number")
+    if not 0 <= query.limit <= MAX_NOTIFICATION_LIMIT:
+        raise InvalidArgument("limit", f"must be between 0 and {MAX_NOTIFICATION_LIMIT}")
+    _require_user(read, query.user_id)
+    return read.notifications_of(query.user_id, query.limit or DEFAULT_NOTIFICATION_LIMIT)

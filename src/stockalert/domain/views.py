@@ -1,0 +1,55 @@
+"""What handlers answer: command results and read-model views (plain, serialisable)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import attrs
+
+from stockalert.domain.model import SideStatus, TickerStatus
+
+
+@attrs.frozen
+class UserRegistered:
+    """Reply to RegisterUser."""
+
+    user_id: str
+
+
+@attrs.frozen
+class Done:
+    """Reply of a command that has nothing to return."""
+
+
+@attrs.frozen
+class SubscriptionView:
+    """A subscription as its user sees it."""
+
+    subscription_id: str
+    ticker: str
+    high_value: float | None
+    low_value: float | None
+    rearm_percent: float
+    cooldown_s: float | None
+    remind_every_s: float | None
+    high_status: SideStatus | None
+    low_status: SideStatus | None
+    ticker_status: TickerStatus
+
+
+@attrs.frozen
+class LatestValue:
+    """Reply to GetLatestValue."""
+
+    ticker: str
+    value: float
+    quoted_at: datetime
+
+
+@attrs.frozen
+class AverageValue:
+    """Reply to GetAverageValue."""
+
+    ticker: str
+    average_value: float
+    samples: int

@@ -1,0 +1,1 @@
+"""Entry points: the CLI and one module per container role."""
