@@ -45,7 +45,6 @@ from stockalert.domain.model import (
     check_password,
     parse_bounded,
     parse_price,
-    parse_request_id,
 )
 from stockalert.domain.ports import (
     Clock,
@@ -157,7 +156,6 @@ def register_user(
     clock: Clock,
 ) -> UserRegistered:
     """Create a user and their initial subscriptions; all of it or nothing."""
-    parse_request_id(cmd.request_id)
     email = Email.parse(cmd.email)
     password = check_password(cmd.password)
     specs = []
@@ -185,7 +183,6 @@ def set_subscription(
     cmd: SetSubscription, uow: UnitOfWork, *, ids: IdGenerator
 ) -> SubscriptionView:
     """Create or change one subscription; thresholds are validated against the merged state."""
-    parse_request_id(cmd.request_id)
     ticker = Ticker.parse(cmd.ticker)
     if cmd.clear_high_value and cmd.high_value is not None:
         raise InvalidArgument("clear_high_value", "cannot be combined with high_value")
@@ -228,7 +225,6 @@ def set_subscription(
 
 def remove_subscription(cmd: RemoveSubscription, uow: UnitOfWork) -> Done:
     """Stop watching a ticker; its alert state goes too (its history stays)."""
-    parse_request_id(cmd.request_id)
     ticker = Ticker.parse(cmd.ticker)
     user = _require_user(uow, cmd.user_id)
     sub = uow.subscriptions.get(user.user_id, ticker)
@@ -242,7 +238,6 @@ def remove_subscription(cmd: RemoveSubscription, uow: UnitOfWork) -> Done:
 
 def delete_user(cmd: DeleteUser, uow: UnitOfWork) -> Done:
     """Remove the user and everything stored about them, in one transaction."""
-    parse_request_id(cmd.request_id)
     user = _require_user(uow, cmd.user_id)
     for sub in uow.subscriptions.for_user(user.user_id):
         uow.alert_states.delete_for(sub.subscription_id)

@@ -11,6 +11,7 @@ from typing import Any
 from stockalert.domain.commands import Command, IdempotentCommand
 from stockalert.domain.errors import DomainError, InvalidArgument, Unavailable
 from stockalert.domain.events import Event
+from stockalert.domain.model import parse_request_id
 from stockalert.domain.ports import Clock, StoredReply, UnitOfWork
 from stockalert.domain.queries import Query
 
@@ -41,6 +42,7 @@ def run_once(
     command is rolled back (nothing half-written) while its reply is kept. Infrastructure
     failures are not stored: the whole transaction rolls back and the client may retry.
     """
+    parse_request_id(command.request_id)  # a request without an id is never stored
     key = command.ledger_key()
     fingerprint = command.fingerprint()
     for attempt in range(1, _CLAIM_ATTEMPTS + 1):
