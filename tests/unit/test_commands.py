@@ -26,11 +26,15 @@ from stockalert.domain.errors import (
     InvalidArgument,
     NotFound,
 )
+from stockalert.domain.events import AlertRaised
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import (
     DeliveryStatus,
     Email,
+    Notification,
+    NotificationKind,
     Quote,
+    Side,
     SideStatus,
     Ticker,
 )
@@ -896,3 +900,27 @@ def test_domain_errors_carry_their_own_code(bus: MessageBus):
     assert type(excinfo.value) is NotFound
     assert excinfo.value.code is ErrorCode.NOT_FOUND
     assert excinfo.value.field == "user_id"
+
+
+def test_an_alert_raised_for_a_since_deleted_user_is_not_sent(
+    bus: MessageBus, mailer: MemoryMailer, store: MemoryStore, clock: ManualClock
+) -> None:
+    """An alert already in flight when its user is deleted is dropped, not e-mailed or stored."""
+    user_id = register(bus, "gone@example.com")
+    bus.handle(DeleteUser("del-gone", user_id))
+    note = Notification(
+        notification_id="s9:HIGH:1",
+        subscription_id="s9",
+        user_id=user_id,
+        email=Email("gone@example.com"),
+        ticker=Ticker("AAPL"),
+        side=Side.HIGH,
+        kind=NotificationKind.CROSSING,
+        price=101.0,
+        threshold=100.0,
+        quoted_at=clock.now(),
+        episode=1,
+    )
+    bus.publish(AlertRaised(note))
+    assert mailer.sent == []
+    assert store.notifications == {}

@@ -316,6 +316,12 @@ def deliver_notification(
     """Send an alert once: the ledger entry exists before the e-mail, sent or not."""
     notification = event.notification
     with uow:
+        if uow.users.get(notification.user_id) is None:
+            log.info(
+                "event=notification_dropped reason=user_deleted notification_id=%s",
+                notification.notification_id,
+            )
+            return
         record = uow.notifications.get(notification.notification_id)
         if record is not None and record.status is not DeliveryStatus.PENDING:
             log.info(
