@@ -315,20 +315,7 @@ class MemoryReadModel:
                     if self._store.quotes.get(sub.ticker)
                     else TickerStatus.PENDING
                 )
-                views.append(
-                    SubscriptionView(
-                        subscription_id=sub.subscription_id,
-                        ticker=sub.ticker.value,
-                        high_value=sub.high_value,
-                        low_value=sub.low_value,
-                        rearm_percent=sub.rearm_percent,
-                        cooldown_s=sub.cooldown_s,
-                        remind_every_s=sub.remind_every_s,
-                        high_status=None if sub.high_value is None else high.status,
-                        low_status=None if sub.low_value is None else low.status,
-                        ticker_status=status,
-                    )
-                )
+                views.append(SubscriptionView.of(sub, high, low, status))
             return views
 
     def latest_quote(self, ticker: Ticker) -> Quote | None:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import logging
 
+import attrs
+
 from stockalert.domain.alerting import AlertEngine
 from stockalert.domain.alerting.rules import adopt_change
 from stockalert.domain.commands import (
@@ -111,24 +113,6 @@ def _ticker_status(uow: UnitOfWork, ticker: Ticker) -> TickerStatus:
     return TickerStatus.PENDING if uow.quotes.latest(ticker) is None else TickerStatus.ACTIVE
 
 
-def subscription_view(
-    sub: Subscription, high: SideState, low: SideState, status: TickerStatus
-) -> SubscriptionView:
-    """What a user sees of one subscription."""
-    return SubscriptionView(
-        subscription_id=sub.subscription_id,
-        ticker=sub.ticker.value,
-        high_value=sub.high_value,
-        low_value=sub.low_value,
-        rearm_percent=sub.rearm_percent,
-        cooldown_s=sub.cooldown_s,
-        remind_every_s=sub.remind_every_s,
-        high_status=None if sub.high_value is None else high.status,
-        low_status=None if sub.low_value is None else low.status,
-        ticker_status=status,
-    )
-
-
 def _store_subscription(
     uow: UnitOfWork, sub: Subscription, old: Subscription | None
 ) -> tuple[SideState, SideState]:
@@ -220,7 +204,7 @@ def set_subscription(
         remind_every_s=old_remind if remind is None else (remind or None),
     )
     high_state, low_state = _store_subscription(uow, sub, old)
-    return subscription_view(sub, high_state, low_state, _ticker_status(uow, ticker))
+    return SubscriptionView.of(sub, high_state, low_state, _ticker_status(uow, ticker))
 
 
 def remove_subscription(cmd: RemoveSubscription, uow: UnitOfWork) -> Done:
@@ -342,40 +326,35 @@ def deliver_notification(
 def _attempt(record: NotificationRecord, uow: UnitOfWork, mailer: Mailer, clock: Clock) -> bool:
     notification = record.notification
     attempts = record.attempts + 1
+    error: str | None
     try:
         mailer.send(notification)
     except MailTemporaryError as err:
-        updated = NotificationRecord(
-            notification, DeliveryStatus.PENDING, attempts, str(err), record.created_at
-        )
-        log.warning(
-            "event=notification_deferred notification_id=%s attempts=%d error=%r",
-            notification.notification_id,
-            attempts,
-            str(err),
-        )
+        status, error = DeliveryStatus.PENDING, str(err)
     except MailPermanentError as err:
-        updated = NotificationRecord(
-            notification, DeliveryStatus.FAILED, attempts, str(err), record.created_at
-        )
-        log.error(
-            "event=notification_failed notification_id=%s error=%r",
-            notification.notification_id,
-            str(err),
-        )
+        status, error = DeliveryStatus.FAILED, str(err)
     else:
-        updated = NotificationRecord(
-            notification, DeliveryStatus.SENT, attempts, None, record.created_at, clock.now()
-        )
-        log.info(
-            "event=notification_sent notification_id=%s to=%s ticker=%s side=%s",
-            notification.notification_id,
-            notification.email,
-            notification.ticker,
-            notification.side,
-        )
+        status, error = DeliveryStatus.SENT, None
+    updated = attrs.evolve(
+        record,
+        status=status,
+        attempts=attempts,
+        last_error=error,
+        sent_at=clock.now() if status is DeliveryStatus.SENT else None,
+    )
+    log.log(
+        logging.INFO if status is DeliveryStatus.SENT else logging.WARNING,
+        "event=notification_%s notification_id=%s to=%s ticker=%s side=%s attempts=%d error=%r",
+        {"SENT": "sent", "PENDING": "deferred", "FAILED": "failed"}[status.value],
+        notification.notification_id,
+        notification.email,
+        notification.ticker,
+        notification.side,
+        attempts,
+        error,
+    )
     with uow:
         if uow.notifications.get(notification.notification_id) is not None:
             uow.notifications.update(updated)  # not if the user was deleted meanwhile
         uow.commit()
-    return updated.status is DeliveryStatus.SENT
+    return status is DeliveryStatus.SENT

@@ -6,7 +6,7 @@ from datetime import datetime
 
 import attrs
 
-from stockalert.domain.model import SideStatus, TickerStatus
+from stockalert.domain.model import SideState, SideStatus, Subscription, TickerStatus
 
 
 @attrs.frozen
@@ -35,6 +35,24 @@ class SubscriptionView:
     high_status: SideStatus | None
     low_status: SideStatus | None
     ticker_status: TickerStatus
+
+    @classmethod
+    def of(
+        cls, sub: Subscription, high: SideState, low: SideState, status: TickerStatus
+    ) -> SubscriptionView:
+        """What a user sees of one subscription (a side without threshold has no status)."""
+        return cls(
+            subscription_id=sub.subscription_id,
+            ticker=sub.ticker.value,
+            high_value=sub.high_value,
+            low_value=sub.low_value,
+            rearm_percent=sub.rearm_percent,
+            cooldown_s=sub.cooldown_s,
+            remind_every_s=sub.remind_every_s,
+            high_status=None if sub.high_value is None else high.status,
+            low_status=None if sub.low_value is None else low.status,
+            ticker_status=status,
+        )
 
 
 @attrs.frozen
