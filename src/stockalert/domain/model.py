@@ -191,7 +191,13 @@ class Quote:
 
     ticker: Ticker
     price: float = attrs.field(converter=float)
-    quoted_at: datetime
+    quoted_at: datetime = attrs.field()
+
+    @quoted_at.validator
+    def _aware(self, _: attrs.Attribute[datetime], value: datetime) -> None:
+        # A naive time would be read in the machine's zone: refuse it at the source.
+        if value.tzinfo is None or value.utcoffset() is None:
+            raise ValueError("quoted_at must be timezone-aware")
 
     @property
     def timestamp(self) -> float:
