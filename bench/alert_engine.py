@@ -82,10 +82,10 @@ def make_walk(
 def run(
     apply: Callable[[Quote], list[Notification]],
     walk: list[list[Quote]],
-    after_cycle: Callable[[], object] = lambda: None,
-) -> tuple[list[float], list[list[tuple[str, str, float]]]]:
-    """Seconds per cycle and, per cycle, the notifications in a canonical order."""
-    seconds, outputs = [], []
+    after_cycle: Callable[[], list[object]] = list,
+) -> tuple[list[float], list[list[tuple[str, str, float]]], int]:
+    """Seconds per cycle, per cycle the notifications in a canonical order, state changes."""
+    seconds, outputs, changes = [], [], 0
     for quotes in walk:
         emitted: list[Notification] = []
         gc_was = gc.isenabled()
@@ -93,12 +93,12 @@ def run(
         began = time.perf_counter()
         for quote in quotes:
             emitted.extend(apply(quote))
-        after_cycle()
+        changes += len(after_cycle())
         seconds.append(time.perf_counter() - began)
         if gc_was:
             gc.enable()
         outputs.append(sorted((n.notification_id, n.kind.value, n.price) for n in emitted))
-    return seconds, outputs
+    return seconds, outputs, changes
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -120,14 +120,14 @@ def main(argv: Sequence[str] | None = None) -> None:
         began = time.perf_counter()
         engine.load(subs)
         load_s = time.perf_counter() - began
-        fast_s, fast_out = run(engine.apply, walk, engine.drain_changes)
+        fast_s, fast_out, changes = run(engine.apply, walk, engine.drain_changes)
         del engine
         gc.collect()
 
         reference = ReferenceAlertEngine()
         for sub in subs:
             reference.upsert(sub)
-        slow_s, slow_out = run(reference.apply, walk)
+        slow_s, slow_out, _ = run(reference.apply, walk)
         del reference
         gc.collect()
 
@@ -138,7 +138,9 @@ def main(argv: Sequence[str] | None = None) -> None:
         results[name] = (fast_ms, sum(slow_s) / sum(fast_s))
         print(
             f"{name}: load_s={load_s:.2f} notifications={crossings} "
-            f"({crossings / args.cycles:.0f}/cycle) incremental_ms_per_cycle={fast_ms:.2f} "
+            f"({crossings / args.cycles:.0f}/cycle) "
+            f"state_changes/cycle={changes / args.cycles:.0f} "
+            f"incremental_ms_per_cycle={fast_ms:.2f} "
             f"(max {1000 * max(fast_s):.2f}) naive_ms_per_cycle={slow_ms:.1f}"
             f" same_output={fast_out == slow_out}",
             flush=True,
