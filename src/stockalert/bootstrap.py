@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from functools import partial
 
 from stockalert.domain import handlers, query_handlers
 from stockalert.domain.alerting import AlertEngine
 from stockalert.domain.commands import (
+    CollectPrices,
     DeleteUser,
+    LoginUser,
     RecordQuotes,
     RegisterUser,
     RemoveSubscription,
@@ -22,10 +25,13 @@ from stockalert.domain.ports import (
     IdGenerator,
     Mailer,
     PasswordHasher,
+    PriceSource,
     ReadModel,
+    TokenIssuer,
     UnitOfWork,
 )
 from stockalert.domain.queries import (
+    Authenticate,
     GetAverageValue,
     GetLatestValue,
     ListNotifications,
@@ -41,18 +47,30 @@ def build_bus(
     mailer: Mailer,
     ids: IdGenerator,
     hasher: PasswordHasher,
+    tokens: TokenIssuer,
+    source: PriceSource,
     clock: Clock,
 ) -> MessageBus:
     """The embedded wiring: every role's handlers on one in-process bus."""
+    # Unknown e-mails are checked against this, so a failed login takes as long either way.
+    decoy_hash = hasher.hash(secrets.token_urlsafe(16))
     return MessageBus(
         uow_factory=uow_factory,
         clock=clock,
         commands={
             RegisterUser: partial(handlers.register_user, ids=ids, hasher=hasher, clock=clock),
+            LoginUser: partial(
+                handlers.login_user,
+                hasher=hasher,
+                tokens=tokens,
+                clock=clock,
+                decoy_hash=decoy_hash,
+            ),
             SetSubscription: partial(handlers.set_subscription, ids=ids),
             RemoveSubscription: handlers.remove_subscription,
             DeleteUser: handlers.delete_user,
             RecordQuotes: partial(handlers.record_quotes, clock=clock),
+            CollectPrices: partial(handlers.collect_prices, source=source, clock=clock),
             RetryPendingNotifications: partial(
                 handlers.retry_pending_notifications, mailer=mailer, clock=clock
             ),
@@ -64,6 +82,9 @@ def build_bus(
             AlertRaised: [partial(handlers.deliver_notification, mailer=mailer, clock=clock)],
         },
         queries={
+            Authenticate: partial(
+                query_handlers.authenticate, read=read_model, tokens=tokens, clock=clock
+            ),
             GetLatestValue: partial(query_handlers.get_latest_value, read=read_model),
             GetAverageValue: partial(query_handlers.get_average_value, read=read_model),
             ListSubscriptions: partial(query_handlers.list_subscriptions, read=read_model),

@@ -1,29 +1,28 @@
-"""Composition root: the dependency-injector containers that build stockalert from config."""
+"""Composition root: the dependency-injector container that builds stockalert from config."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
 
 from dependency_injector import containers, providers
 
 from stockalert import bootstrap
 from stockalert.adapters import memory
+from stockalert.adapters.grpc.server import serve
+from stockalert.adapters.outbox import OutboxMailer
 from stockalert.adapters.passwords import Argon2Hasher
+from stockalert.adapters.replay import ReplayPriceSource
 from stockalert.adapters.system import SystemClock, UuidIds
+from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.alerting import AlertEngine
-
-SUPPORTED_DB_URLS = ("memory://",)
-
-
-class ConfigError(ValueError):
-    """A configuration value is missing or wrong; the message names the variable."""
 
 
 class Container(containers.DeclarativeContainer):
     """Everything the embedded system needs, over in-memory storage.
 
-    Entry points fill `config` from the environment (`from_environ`); tests override single
-    providers with fakes (`container.mailer.override(...)`).
+    Entry points fill `config` from the environment (`entrypoints.settings`); tests fill it
+    from `in_memory_config()` and override single providers with fakes.
     """
 
     config = providers.Configuration(strict=True)
@@ -31,13 +30,27 @@ class Container(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIds)
     hasher = providers.Singleton(Argon2Hasher)
+    tokens = providers.Singleton(JwtTokens, secret=config.auth_secret)
 
     store = providers.Singleton(memory.MemoryStore)
     uow = providers.Factory(memory.MemoryUnitOfWork, store=store)
     read_model = providers.Singleton(memory.MemoryReadModel, store=store)
 
     engine = providers.Singleton(AlertEngine)
-    mailer = providers.Singleton(memory.MemoryMailer)
+    mailer = providers.Selector(
+        config.mail.kind,
+        memory=providers.Singleton(memory.MemoryMailer),
+        outbox=providers.Singleton(
+            OutboxMailer, directory=providers.Factory(Path, config.mail.outbox_dir)
+        ),
+    )
+    price_source = providers.Selector(
+        config.prices.kind,
+        static=providers.Singleton(memory.StaticPriceSource),
+        replay=providers.Singleton(
+            ReplayPriceSource, path=providers.Factory(Path, config.prices.path)
+        ),
+    )
 
     bus = providers.Singleton(
         bootstrap.build_bus,
@@ -47,18 +60,24 @@ class Container(containers.DeclarativeContainer):
         mailer=mailer,
         ids=ids,
         hasher=hasher,
+        tokens=tokens,
+        source=price_source,
         clock=clock,
     )
 
+    grpc_server = providers.Resource(serve, bus=bus, clock=clock, address=config.grpc_addr)
 
-def from_environ(environ: Mapping[str, str]) -> Container:
-    """A container configured from STOCKALERT_* variables; bad values raise ConfigError."""
-    db_url = environ.get("STOCKALERT_DB_URL", "memory://").strip()
-    if db_url not in SUPPORTED_DB_URLS:
-        raise ConfigError(
-            f"STOCKALERT_DB_URL={db_url!r} is not supported by this build "
-            f"(supported: {', '.join(SUPPORTED_DB_URLS)})"
-        )
-    container = Container()
-    container.config.from_dict({"db_url": db_url})
-    return container
+
+def in_memory_config(**overrides: Any) -> dict[str, Any]:
+    """A complete in-memory configuration, for tests and library use."""
+    config: dict[str, Any] = {
+        "db_url": "memory://",
+        "state_dir": ".stockalert",
+        "auth_secret": "test-secret-that-is-long-enough-for-hs256-signing",
+        "grpc_addr": "127.0.0.1:0",
+        "collect_interval": 1.0,
+        "mail": {"kind": "memory", "outbox_dir": "outbox"},
+        "prices": {"kind": "static", "path": ""},
+    }
+    config.update(overrides)
+    return config

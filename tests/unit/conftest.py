@@ -13,7 +13,7 @@ from stockalert.adapters.memory import (
     MemoryStore,
     SequentialIds,
 )
-from stockalert.containers import Container
+from stockalert.containers import Container, in_memory_config
 from stockalert.domain.messagebus import MessageBus
 
 
@@ -21,7 +21,7 @@ from stockalert.domain.messagebus import MessageBus
 def container() -> Iterator[Container]:
     """The production container with a manual clock, readable ids and a fast hasher."""
     container = Container()
-    container.config.from_dict({"db_url": "memory://"})
+    container.config.from_dict(in_memory_config())
     container.clock.override(ManualClock())
     container.ids.override(SequentialIds())
     container.hasher.override(InsecureFastHasher())

@@ -8,49 +8,96 @@ from pathlib import Path
 import pytest
 
 from stockalert.adapters.memory import MemoryMailer
-from stockalert.containers import ConfigError, Container, from_environ
+from stockalert.containers import Container, in_memory_config
 from stockalert.domain.messagebus import MessageBus
 from stockalert.entrypoints import cli
+from stockalert.entrypoints.settings import ConfigError, embedded_config
+
+EXAMPLES = Path(__file__).parents[2] / "examples"
 
 DOMAIN = Path(__file__).parents[2] / "src" / "stockalert" / "domain"
 ALLOWED_THIRD_PARTY = {"attrs", "sortedcontainers"}
 
 
-def test_every_container_has_all_its_dependencies() -> None:
+def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = {
+        "STOCKALERT_PRICE_SOURCE": f"replay:{EXAMPLES / 'prices.csv'}",
+        "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
+        "STOCKALERT_OUTBOX_DIR": str(tmp_path / "outbox"),
+    }
+    env.update(extra)
+    return env
+
+
+def test_every_container_has_all_its_dependencies(tmp_path: Path) -> None:
     """check_dependencies() finds no undefined provider or configuration option."""
-    container = from_environ({})
-    container.check_dependencies()
-    assert isinstance(container.bus(), MessageBus)
+    for config in (in_memory_config(), embedded_config(embedded_env(tmp_path))):
+        container = Container()
+        container.config.from_dict(config)
+        container.check_dependencies()
+        assert isinstance(container.bus(), MessageBus)
 
 
 def test_container_providers_can_be_overridden_with_fakes() -> None:
     """Tests swap one adapter without touching the wiring."""
     container = Container()
-    container.config.from_dict({"db_url": "memory://"})
+    container.config.from_dict(in_memory_config())
     fake = MemoryMailer()
     with container.mailer.override(fake):
         assert container.mailer() is fake
 
 
-def test_unsupported_database_url_is_a_configuration_error_naming_the_variable() -> None:
-    """A wrong STOCKALERT_DB_URL stops start-up with a message that names it."""
-    with pytest.raises(ConfigError, match="STOCKALERT_DB_URL"):
-        from_environ({"STOCKALERT_DB_URL": "oracle://nowhere"})
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("STOCKALERT_DB_URL", "oracle://nowhere", "STOCKALERT_DB_URL='oracle://nowhere'"),
+        ("STOCKALERT_PRICE_SOURCE", "", "STOCKALERT_PRICE_SOURCE='' must be replay:PATH"),
+        ("STOCKALERT_PRICE_SOURCE", "replay:/no/such.csv", "no such file"),
+        ("STOCKALERT_PRICE_SOURCE", "yfinance", "not available in this build"),
+        ("STOCKALERT_GRPC_ADDR", "localhost", "STOCKALERT_GRPC_ADDR='localhost' must be HOST:PORT"),
+        ("STOCKALERT_GRPC_ADDR", "h:99999", "must be HOST:PORT"),
+        ("STOCKALERT_COLLECT_INTERVAL", "soon", "STOCKALERT_COLLECT_INTERVAL='soon'"),
+        ("STOCKALERT_COLLECT_INTERVAL", "0", "at least 0.05"),
+        ("STOCKALERT_AUTH_SECRET", "short", "STOCKALERT_AUTH_SECRET must be at least 32"),
+        ("STOCKALERT_SMTP_HOST", "smtp.example.com", "STOCKALERT_SMTP_HOST"),
+    ],
+)
+def test_bad_environment_is_a_configuration_error_naming_the_variable(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    """A wrong STOCKALERT_* value stops start-up with a message that names it."""
+    with pytest.raises(ConfigError) as excinfo:
+        embedded_config(embedded_env(tmp_path, **{variable: value}))
+    assert message in str(excinfo.value)
+
+
+def test_embedded_run_generates_and_keeps_a_private_auth_secret(tmp_path: Path) -> None:
+    """Without STOCKALERT_AUTH_SECRET the state folder gets one (0600), reused next time."""
+    first = embedded_config(embedded_env(tmp_path))["auth_secret"]
+    second = embedded_config(embedded_env(tmp_path))["auth_secret"]
+    secret_file = tmp_path / "state" / "auth-secret"
+    assert first == second
+    assert len(first) >= 32
+    assert secret_file.stat().st_mode & 0o777 == 0o600
 
 
 def test_cli_check_config_exits_0_on_a_valid_environment(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """`stockalert check-config` builds everything and says so."""
+    for name, value in embedded_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.delenv("STOCKALERT_DB_URL", raising=False)
     assert cli.main(["check-config"]) == cli.EXIT_OK
     assert "configuration ok" in capsys.readouterr().out
 
 
 def test_cli_check_config_exits_78_on_a_bad_environment(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     """A configuration error is reported on stderr with EX_CONFIG."""
+    for name, value in embedded_env(tmp_path).items():
+        monkeypatch.setenv(name, value)
     monkeypatch.setenv("STOCKALERT_DB_URL", "oracle://nowhere")
     assert cli.main(["check-config"]) == cli.EXIT_CONFIG
     assert "STOCKALERT_DB_URL" in capsys.readouterr().err

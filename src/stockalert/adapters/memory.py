@@ -134,8 +134,8 @@ class MemorySubscriptionRepository(_Repo):
     def for_user(self, user_id: str) -> list[Subscription]:
         return [s for s in self._store.subscriptions.values() if s.user_id == user_id]
 
-    def all(self) -> list[Subscription]:
-        return list(self._store.subscriptions.values())
+    def tickers_in_use(self) -> set[Ticker]:
+        return {ticker for _, ticker in self._store.sub_by_user_ticker}
 
     def delete(self, subscription_id: str) -> None:
         sub = self._store.subscriptions.get(subscription_id)

@@ -7,12 +7,14 @@ grouped by distinct timestamp, oldest first: one group per collection cycle.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import threading
+from collections.abc import Collection, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 
 from stockalert.domain.errors import InvalidArgument
 from stockalert.domain.model import Quote, Ticker, parse_price
+from stockalert.domain.ports import FetchFailed, PriceResult, UnknownTicker
 
 HEADER = ["timestamp", "ticker", "price"]
 
@@ -63,3 +65,41 @@ def read_price_file(path: Path) -> list[tuple[datetime, list[Quote]]]:
             raise ReplayFileError(f"{path}:{line}: ticker: {ticker} appears twice at {at}")
         group[ticker] = Quote(ticker, price, at)
     return [(at, list(groups[at].values())) for at in sorted(groups)]
+
+
+class ReplayPriceSource:
+    """PriceSource port over a price file: each fetch applies the next distinct timestamp.
+
+    A requested ticker gets its newest quote up to the current timestamp (the collector skips
+    it when it is not newer than the stored one), or UnknownTicker when the file never
+    mentions it. After the last timestamp no new quotes appear; the source keeps answering.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._groups = read_price_file(path)
+        self._known = {q.ticker for _, quotes in self._groups for q in quotes}
+        self._latest: dict[Ticker, Quote] = {}
+        self._next = 0
+        self._lock = threading.Lock()
+
+    @property
+    def exhausted(self) -> bool:
+        """True once every timestamp of the file was applied."""
+        return self._next >= len(self._groups)
+
+    def fetch(self, tickers: Collection[Ticker]) -> Mapping[Ticker, PriceResult]:
+        with self._lock:
+            if self._next < len(self._groups):
+                for fresh in self._groups[self._next][1]:
+                    self._latest[fresh.ticker] = fresh
+                self._next += 1
+            answer: dict[Ticker, PriceResult] = {}
+            for ticker in tickers:
+                quote = self._latest.get(ticker)
+                if quote is not None:
+                    answer[ticker] = quote
+                elif ticker in self._known:
+                    answer[ticker] = FetchFailed(ticker, "no quote in the replay file yet")
+                else:
+                    answer[ticker] = UnknownTicker(ticker)
+            return answer

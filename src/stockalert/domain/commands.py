@@ -123,6 +123,19 @@ class DeleteUser(IdempotentCommand):
 
 
 @attrs.frozen
+class LoginUser(Command):
+    """Exchange e-mail and password for an expiring bearer token (changes nothing)."""
+
+    email: str
+    password: str = attrs.field(repr=False, metadata=SECRET)
+
+
+@attrs.frozen
+class CollectPrices(Command):
+    """One collection cycle: fetch the tickers in use, store and publish the new quotes."""
+
+
+@attrs.frozen
 class RecordQuotes(Command):
     """Store freshly collected quotes; only those newer than the stored ones count."""
 

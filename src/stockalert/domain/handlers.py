@@ -14,7 +14,9 @@ import attrs
 from stockalert.domain.alerting import AlertEngine
 from stockalert.domain.alerting.rules import adopt_change
 from stockalert.domain.commands import (
+    CollectPrices,
     DeleteUser,
+    LoginUser,
     RecordQuotes,
     RegisterUser,
     RemoveSubscription,
@@ -22,7 +24,13 @@ from stockalert.domain.commands import (
     SetSubscription,
     SubscriptionSpec,
 )
-from stockalert.domain.errors import AlreadyExists, DomainError, InvalidArgument, NotFound
+from stockalert.domain.errors import (
+    AlreadyExists,
+    DomainError,
+    InvalidArgument,
+    NotFound,
+    Unauthenticated,
+)
 from stockalert.domain.events import (
     AlertRaised,
     PriceUpdated,
@@ -38,6 +46,7 @@ from stockalert.domain.model import (
     DeliveryStatus,
     Email,
     NotificationRecord,
+    Quote,
     Side,
     SideState,
     Subscription,
@@ -55,9 +64,18 @@ from stockalert.domain.ports import (
     MailPermanentError,
     MailTemporaryError,
     PasswordHasher,
+    PriceSource,
+    TokenIssuer,
     UnitOfWork,
+    UnknownTicker,
 )
-from stockalert.domain.views import Done, SubscriptionView, UserRegistered
+from stockalert.domain.views import (
+    CollectionReport,
+    Done,
+    LoggedIn,
+    SubscriptionView,
+    UserRegistered,
+)
 
 log = logging.getLogger(__name__)
 
@@ -235,7 +253,65 @@ def delete_user(cmd: DeleteUser, uow: UnitOfWork) -> Done:
     return Done()
 
 
+# ----- authentication ----------------------------------------------------------------------
+
+
+def login_user(
+    cmd: LoginUser,
+    uow: UnitOfWork,
+    *,
+    hasher: PasswordHasher,
+    tokens: TokenIssuer,
+    clock: Clock,
+    decoy_hash: str,
+) -> LoggedIn:
+    """A token for the right e-mail and password; the same answer for every wrong pair."""
+    email = Email.parse(cmd.email)
+    if not cmd.password:
+        raise InvalidArgument("password", "must not be empty")
+    with uow:
+        user = uow.users.get_by_email(email)
+    # Verify against a decoy when the user is unknown, so timing does not reveal accounts.
+    matches = hasher.verify(decoy_hash if user is None else user.password_hash, cmd.password)
+    if user is None or not matches:
+        log.info("event=login_failed")
+        raise Unauthenticated("wrong e-mail or password")
+    token, expires_at = tokens.issue(user.user_id, clock.now())
+    log.info("event=login user_id=%s", user.user_id)
+    return LoggedIn(token, expires_at)
+
+
 # ----- internal commands -------------------------------------------------------------------
+
+
+def collect_prices(
+    cmd: CollectPrices, uow: UnitOfWork, *, source: PriceSource, clock: Clock
+) -> CollectionReport:
+    """Fetch every ticker in use in one batch; store and publish the quotes that are new."""
+    with uow:
+        tickers = uow.subscriptions.tickers_in_use()
+    if not tickers:
+        return CollectionReport(0, 0)
+    results = source.fetch(sorted(tickers, key=lambda t: t.value))
+    quotes, unknown, failed = [], [], []
+    for ticker in tickers:
+        result = results.get(ticker)
+        if isinstance(result, Quote):
+            quotes.append(result)
+        elif isinstance(result, UnknownTicker):
+            unknown.append(ticker.value)
+        else:
+            failed.append(ticker.value)
+    stored = record_quotes(RecordQuotes(tuple(quotes)), uow, clock=clock)
+    report = CollectionReport(len(tickers), stored, tuple(sorted(unknown)), tuple(sorted(failed)))
+    log.info(
+        "event=collection_cycle tickers=%d stored=%d unknown=%s failed=%s",
+        report.tickers,
+        report.stored,
+        ",".join(report.unknown) or "-",
+        ",".join(report.failed) or "-",
+    )
+    return report
 
 
 def record_quotes(cmd: RecordQuotes, uow: UnitOfWork, *, clock: Clock) -> int:

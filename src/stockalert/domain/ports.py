@@ -104,6 +104,26 @@ class PasswordHasher(Protocol):
         ...
 
 
+@attrs.frozen
+class TokenClaims:
+    """What a verified token says."""
+
+    user_id: str
+    issued_at: datetime
+
+
+class TokenIssuer(Protocol):
+    """Signs and verifies expiring bearer tokens."""
+
+    def issue(self, user_id: str, now: datetime) -> tuple[str, datetime]:
+        """A token for the user and the time it expires."""
+        ...
+
+    def verify(self, token: str, now: datetime) -> TokenClaims:
+        """The claims of a valid, unexpired token; raises Unauthenticated otherwise."""
+        ...
+
+
 class Mailer(Protocol):
     """Sends one notification e-mail; its Message-ID derives from the notification id."""
 
@@ -149,6 +169,7 @@ class SubscriptionRepository(Protocol):
 
     def get(self, user_id: str, ticker: Ticker) -> Subscription | None: ...
     def for_user(self, user_id: str) -> list[Subscription]: ...
+    def tickers_in_use(self) -> set[Ticker]: ...
     def delete(self, subscription_id: str) -> None: ...
 
 

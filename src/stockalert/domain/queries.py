@@ -14,6 +14,13 @@ class Query:
 
 
 @attrs.frozen
+class Authenticate(Query):
+    """Who a bearer token belongs to; rejects expired, forged and deleted users' tokens."""
+
+    token: str = attrs.field(repr=False)
+
+
+@attrs.frozen
 class GetLatestValue(Query):
     """Newest stored quote of a ticker the user watches ("" = the user's only ticker)."""
 

@@ -2,19 +2,32 @@
 
 from __future__ import annotations
 
-from stockalert.domain.errors import InvalidArgument, NotFound
+from stockalert.domain.errors import InvalidArgument, NotFound, Unauthenticated
 from stockalert.domain.model import NotificationRecord, Ticker
-from stockalert.domain.ports import ReadModel
+from stockalert.domain.ports import Clock, ReadModel, TokenIssuer
 from stockalert.domain.queries import (
     DEFAULT_NOTIFICATION_LIMIT,
     MAX_AVERAGE_COUNT,
     MAX_NOTIFICATION_LIMIT,
+    Authenticate,
     GetAverageValue,
     GetLatestValue,
     ListNotifications,
     ListSubscriptions,
 )
-from stockalert.domain.views import AverageValue, LatestValue, SubscriptionView
+from stockalert.domain.views import AverageValue, LatestValue, Principal, SubscriptionView
+
+
+def authenticate(
+    query: Authenticate, read: ReadModel, *, tokens: TokenIssuer, clock: Clock
+) -> Principal:
+    """The caller behind a bearer token; a deleted user's token is no longer valid."""
+    if not query.token:
+        raise Unauthenticated("missing bearer token")
+    claims = tokens.verify(query.token, clock.now())
+    if not read.user_exists(claims.user_id):
+        raise Unauthenticated("the account of this token no longer exists")
+    return Principal(claims.user_id, claims.issued_at)
 
 
 def _require_user(read: ReadModel, user_id: str) -> None:

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
+from stockalert.domain.errors import PermissionDenied
 from stockalert.domain.model import SideState, SideStatus, Subscription, TickerStatus
 
 
@@ -14,6 +15,40 @@ class UserRegistered:
     """Reply to RegisterUser."""
 
     user_id: str
+
+
+@attrs.frozen
+class LoggedIn:
+    """Reply to LoginUser."""
+
+    token: str = attrs.field(repr=False)
+    expires_at: datetime
+
+
+@attrs.frozen
+class Principal:
+    """The authenticated caller: a user id and when they logged in."""
+
+    user_id: str
+    authenticated_at: datetime
+
+    def require_recent_login(self, now: datetime, max_age: timedelta) -> None:
+        """Destructive operations need a login younger than `max_age` (re-authentication)."""
+        if now - self.authenticated_at > max_age:
+            minutes = max_age.total_seconds() / 60
+            raise PermissionDenied(
+                f"this operation needs a login less than {minutes:g} minutes old; log in again"
+            )
+
+
+@attrs.frozen
+class CollectionReport:
+    """What one collection cycle did."""
+
+    tickers: int
+    stored: int
+    unknown: tuple[str, ...] = ()
+    failed: tuple[str, ...] = ()
 
 
 @attrs.frozen

@@ -15,7 +15,7 @@ import attrs
 
 from stockalert.adapters.memory import ManualClock, MemoryMailer
 from stockalert.adapters.replay import ReplayFileError, parse_timestamp, read_price_file
-from stockalert.containers import Container
+from stockalert.containers import Container, in_memory_config
 from stockalert.domain.commands import RecordQuotes, RegisterUser, SetSubscription
 from stockalert.domain.errors import DomainError
 from stockalert.domain.model import Notification
@@ -94,7 +94,7 @@ def run_backtest(
     clock = ManualClock(groups[0][0] if groups else parse_timestamp("2026-01-01T00:00:00Z"))
     mailer = MemoryMailer()
     container = Container()
-    container.config.from_dict({"db_url": "memory://"})
+    container.config.from_dict(in_memory_config())
     container.clock.override(clock)
     container.mailer.override(mailer)
     _register_subscriptions(container, subscriptions)

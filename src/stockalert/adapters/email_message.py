@@ -1,0 +1,60 @@
+"""The alert e-mail: one `EmailMessage` per notification, the same bytes every time."""
+
+from __future__ import annotations
+
+import email.policy
+from email.message import EmailMessage
+from email.utils import format_datetime
+
+from stockalert.domain.model import Notification, NotificationKind, Side
+
+# Fail on any header defect instead of writing something a mail server would mangle.
+POLICY = email.policy.default.clone(raise_on_defect=True)
+DEFAULT_SENDER = "stockalert <alerts@stockalert.invalid>"
+
+
+def message_id(notification: Notification) -> str:
+    """`Message-ID` derived from the notification id: a resent alert is the same message."""
+    local = notification.notification_id.replace(":", ".")
+    return f"<{local}@stockalert.invalid>"
+
+
+def subject(notification: Notification) -> str:
+    """Names the ticker, HIGH or LOW, and what happened."""
+    direction = "above" if notification.side is Side.HIGH else "below"
+    reminder = " (reminder)" if notification.kind is NotificationKind.REMINDER else ""
+    return (
+        f"{notification.ticker} {notification.side}{reminder}: {notification.price:.2f} "
+        f"is {direction} your threshold {notification.threshold:.2f}"
+    )
+
+
+def body(notification: Notification) -> str:
+    """Plain-text body: ticker, price, threshold, direction and quote time."""
+    direction = "above" if notification.side is Side.HIGH else "below"
+    word = "still " if notification.kind is NotificationKind.REMINDER else ""
+    return (
+        f"{notification.ticker} is {word}{direction} the {notification.side} threshold you set.\n"
+        f"\n"
+        f"Ticker:    {notification.ticker}\n"
+        f"Price:     {notification.price:.4f}\n"
+        f"Threshold: {notification.threshold:.4f} ({notification.side}: alert when the price "
+        f"is {direction} it)\n"
+        f"Quoted at: {notification.quoted_at.isoformat()}\n"
+        f"\n"
+        f"You get one message per crossing. Alert id: {notification.notification_id}\n"
+    )
+
+
+def build_message(notification: Notification, sender: str = DEFAULT_SENDER) -> EmailMessage:
+    """The complete message; user-supplied values were validated (no CR/LF can reach here)."""
+    message = EmailMessage(policy=POLICY)
+    message["From"] = sender
+    message["To"] = notification.email.value
+    message["Subject"] = subject(notification)
+    message["Date"] = format_datetime(notification.quoted_at)
+    message["Message-ID"] = message_id(notification)
+    message["Auto-Submitted"] = "auto-generated"
+    message["X-Stockalert-Notification-Id"] = notification.notification_id
+    message.set_content(body(notification))
+    return message

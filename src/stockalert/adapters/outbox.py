@@ -1,0 +1,49 @@
+"""The `.eml` outbox: the mailer of the embedded run when no SMTP host is configured."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from stockalert.adapters.email_message import DEFAULT_SENDER, build_message
+from stockalert.domain.model import Notification
+from stockalert.domain.ports import MailTemporaryError
+
+
+def file_name(notification_id: str) -> str:
+    """One file per notification id, safe on every filesystem."""
+    return notification_id.replace(":", "_") + ".eml"
+
+
+class OutboxMailer:
+    """Mailer port: writes each notification as `<id>.eml`, atomically, at most once."""
+
+    def __init__(self, directory: Path, sender: str = DEFAULT_SENDER) -> None:
+        self._directory = directory
+        self._sender = sender
+
+    @property
+    def directory(self) -> Path:
+        return self._directory
+
+    def send(self, notification: Notification) -> None:
+        target = self._directory / file_name(notification.notification_id)
+        if target.exists():
+            return  # delivered before (a redelivered event): one file per notification
+        data = build_message(notification, self._sender).as_bytes()
+        try:
+            self._directory.mkdir(parents=True, exist_ok=True)
+            fd, temp = tempfile.mkstemp(dir=self._directory, prefix=".tmp-", suffix=".eml")
+            try:
+                with os.fdopen(fd, "wb") as handle:
+                    handle.write(data)
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                os.replace(temp, target)  # readers never see half a message
+            except BaseException:
+                Path(temp).unlink(missing_ok=True)
+                raise
+        except OSError as err:
+            # A full disk or a permission problem may be fixed: keep the notification pending.
+            raise MailTemporaryError(f"cannot write {target}: {err.strerror or err}") from err
