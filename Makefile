@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run test lint typecheck unit bench clean
+.PHONY: install run protos test lint typecheck unit bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,9 +14,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## The main job: replay the example price file through the real alert pipeline (offline).
+## The main job: the embedded system on the example replay file, offline (scripts/demo).
 run: install
-	$(BIN)/stockalert backtest examples/prices.csv examples/subscriptions.csv
+	scripts/demo
+
+## Regenerate the checked-in gRPC code from proto/.
+protos: install
+	scripts/gen-protos
 
 ## The whole test suite, as CI runs it: lint, types, unit and integration tests.
 test: lint typecheck
@@ -25,6 +29,7 @@ test: lint typecheck
 lint: install
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	scripts/gen-protos --check
 
 typecheck: install
 	$(BIN)/mypy
@@ -36,4 +41,4 @@ bench: install
 	$(BIN)/python -m bench.alert_engine
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis
