@@ -1,0 +1,150 @@
+"""The .eml outbox mailer, the alert message, JWT tokens and the replay price source."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import jwt
+import pytest
+
+from stockalert.adapters.email_message import build_message, message_id
+from stockalert.adapters.outbox import OutboxMailer, file_name
+from stockalert.adapters.replay import ReplayPriceSource
+from stockalert.adapters.tokens import JwtTokens
+from stockalert.domain.errors import Unauthenticated
+from stockalert.domain.model import Email, Notification, NotificationKind, Quote, Side, Ticker
+from stockalert.domain.ports import FetchFailed, MailTemporaryError, UnknownTicker
+
+T0 = datetime(2026, 1, 5, 14, 36, tzinfo=UTC)
+SECRET = "a-secret-for-tests-that-is-long-enough-1234"
+
+
+def alert(
+    side: Side = Side.HIGH, kind: NotificationKind = NotificationKind.CROSSING
+) -> Notification:
+    return Notification(
+        notification_id="sub1:HIGH:2" if kind is NotificationKind.CROSSING else "sub1:HIGH:2:r1",
+        subscription_id="sub1",
+        user_id="u1",
+        email=Email("ann@example.com"),
+        ticker=Ticker("AAPL"),
+        side=side,
+        kind=kind,
+        price=190.55,
+        threshold=190.0,
+        quoted_at=T0,
+        episode=2,
+    )
+
+
+def parse(data: bytes) -> email.message.EmailMessage:
+    message = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(message, email.message.EmailMessage)
+    return message
+
+
+def test_alert_message_names_ticker_side_price_and_threshold() -> None:
+    """Subject and body say what crossed; headers make the message traceable and automatic."""
+    message = parse(build_message(alert()).as_bytes())
+    assert message["To"] == "ann@example.com"
+    assert message["Subject"] == "AAPL HIGH: 190.55 is above your threshold 190.00"
+    assert message["Message-ID"] == "<sub1.HIGH.2@stockalert.invalid>"
+    assert message["Auto-Submitted"] == "auto-generated"
+    body = message.get_content()
+    assert "Ticker:    AAPL" in body
+    assert "Price:     190.5500" in body
+    assert "Threshold: 190.0000 (HIGH: alert when the price is above it)" in body
+
+
+def test_low_side_and_reminder_read_differently() -> None:
+    """A LOW alert says 'below'; a reminder says so in the subject."""
+    low = parse(build_message(alert(Side.LOW)).as_bytes())
+    reminder = parse(build_message(alert(kind=NotificationKind.REMINDER)).as_bytes())
+    assert "is below your threshold" in low["Subject"]
+    assert reminder["Subject"].startswith("AAPL HIGH (reminder):")
+    assert (
+        message_id(alert(kind=NotificationKind.REMINDER)) == "<sub1.HIGH.2.r1@stockalert.invalid>"
+    )
+
+
+def test_outbox_writes_one_file_per_notification_even_when_sent_twice(tmp_path: Path) -> None:
+    """A redelivered notification leaves exactly one .eml file, unchanged."""
+    outbox = tmp_path / "outbox"
+    mailer = OutboxMailer(outbox)
+    mailer.send(alert())
+    first = (outbox / "sub1_HIGH_2.eml").read_bytes()
+    mailer.send(alert())
+    assert [p.name for p in outbox.iterdir()] == ["sub1_HIGH_2.eml"]
+    assert (outbox / "sub1_HIGH_2.eml").read_bytes() == first
+    assert file_name("a:b:c") == "a_b_c.eml"
+
+
+def test_outbox_that_cannot_be_written_is_a_temporary_failure(tmp_path: Path) -> None:
+    """A file in the way of the outbox folder keeps the notification pending, not lost."""
+    blocked = tmp_path / "outbox"
+    blocked.write_text("not a folder")
+    with pytest.raises(MailTemporaryError, match="cannot write"):
+        OutboxMailer(blocked).send(alert())
+
+
+def test_tokens_carry_the_user_and_login_time_until_they_expire() -> None:
+    """A token verifies to its user until its expiry, measured on the injected clock."""
+    tokens = JwtTokens(SECRET, ttl=timedelta(hours=1))
+    token, expires = tokens.issue("u1", T0)
+    assert expires == T0 + timedelta(hours=1)
+    claims = tokens.verify(token, T0 + timedelta(minutes=59))
+    assert (claims.user_id, claims.issued_at) == ("u1", T0)
+    with pytest.raises(Unauthenticated, match="expired"):
+        tokens.verify(token, expires)
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        "",
+        "garbage",
+        JwtTokens("another-secret-of-sufficient-length-00000").issue("u1", T0)[0],
+        jwt.encode({"sub": "u1", "iss": "stockalert"}, SECRET, algorithm="HS256"),
+        jwt.encode({"sub": "u1", "iat": T0, "exp": T0 + timedelta(hours=1)}, SECRET, "HS256"),
+        jwt.encode(
+            {"sub": "u1", "iss": "stockalert", "iat": T0, "exp": T0 + timedelta(hours=1)},
+            key=None,
+            algorithm="none",
+        ),
+    ],
+    ids=["empty", "garbage", "other-secret", "no-expiry", "no-issuer", "alg-none"],
+)
+def test_forged_or_incomplete_tokens_are_rejected(token: str) -> None:
+    """Only complete HS256 tokens signed with our secret are accepted."""
+    with pytest.raises(Unauthenticated, match="invalid token"):
+        JwtTokens(SECRET).verify(token, T0)
+
+
+def test_a_short_token_secret_is_refused() -> None:
+    """HS256 with a guessable key would make every token forgeable."""
+    with pytest.raises(ValueError, match="at least 32 bytes"):
+        JwtTokens("short")
+
+
+def test_replay_source_applies_one_timestamp_per_fetch(tmp_path: Path) -> None:
+    """Each fetch moves one timestamp on; unknown and not-yet-quoted tickers are told apart."""
+    path = tmp_path / "p.csv"
+    path.write_text(
+        "timestamp,ticker,price\n"
+        "2026-01-05T14:30:00Z,AAPL,1\n"
+        "2026-01-05T14:33:00Z,AAPL,2\n"
+        "2026-01-05T14:33:00Z,MSFT,3\n"
+    )
+    source = ReplayPriceSource(path)
+    aapl, msft, nope = Ticker("AAPL"), Ticker("MSFT"), Ticker("NOPE")
+    first = source.fetch([aapl, msft, nope])
+    assert first[aapl] == Quote(aapl, 1.0, datetime(2026, 1, 5, 14, 30, tzinfo=UTC))
+    assert isinstance(first[msft], FetchFailed)
+    assert first[nope] == UnknownTicker(nope)
+    second = source.fetch([aapl, msft])
+    assert [second[aapl].price, second[msft].price] == [2.0, 3.0]  # type: ignore[union-attr]
+    assert source.exhausted
+    assert source.fetch([aapl]) == {aapl: second[aapl]}  # no new quotes after the last one
