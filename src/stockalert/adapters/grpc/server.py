@@ -45,7 +45,11 @@ def start(
     max_workers: int = 16,
 ) -> RunningServer:
     """Start serving; `services` picks CommandService, QueryService or both."""
-    server = grpc.server(ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"))
+    server = grpc.server(
+        ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        # Without this a second server on the same port would start and share the traffic.
+        options=[("grpc.so_reuseport", 0)],
+    )
     names = []
     if "command" in services:
         pb_grpc.add_CommandServiceServicer_to_server(  # type: ignore[no-untyped-call]  # generated
