@@ -46,7 +46,7 @@ from stockalert.domain.queries import (
 )
 from stockalert.domain.views import Done, SubscriptionView, UserRegistered
 
-GOOD_SECRET = "correct horse"  # noqa: S105 - a test account's password
+GOOD_SECRET = "correct horse"
 
 BAD_EMAILS = [
     pytest.param("", id="empty"),

@@ -27,7 +27,7 @@ from stockalert.domain.queries import (
 )
 from stockalert.domain.views import AverageValue, LatestValue, SubscriptionView, UserRegistered
 
-GOOD_SECRET = "correct horse"  # noqa: S105 - a test account's password
+GOOD_SECRET = "correct horse"
 
 # A value query about `ticker` for a user: both value queries obey the same ticker rules.
 VALUE_QUERIES = [

@@ -172,7 +172,7 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 def cmd_logout(args: argparse.Namespace) -> int:
     token_path().unlink(missing_ok=True)
-    print("logged out")
+    print(json.dumps({"logged_out": True}) if args.json else "logged out")
     return EXIT_OK
 
 
@@ -255,7 +255,8 @@ def cmd_delete_account(args: argparse.Namespace) -> int:
     with client_for(args, token="") as client:
         client.login(email, password)
         reply = client.delete_user()
-    token_path().unlink(missing_ok=True)
+    if load_token().get("email", "").lower() == email.lower():
+        token_path().unlink(missing_ok=True)  # only the deleted account's own token
     emit(args, reply, f"deleted the account {email} and all its data")
     return EXIT_OK
 
@@ -295,6 +296,20 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 
 
 # ----- parser ----------------------------------------------------------------------------
+
+
+INT32_MAX = 2**31 - 1
+
+
+def _int32(text: str) -> int:
+    """A whole number that fits the API's int32 fields (range checks stay server-side)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+    if not -INT32_MAX - 1 <= value <= INT32_MAX:
+        raise argparse.ArgumentTypeError(f"{text} is out of range")
+    return value
 
 
 def _finite(text: str) -> float:
@@ -370,10 +385,10 @@ def build_parser() -> argparse.ArgumentParser:
     latest.add_argument("ticker", nargs="?", help="default: your only ticker")
     average = add("average", cmd_average, "mean of the newest N prices of a watched ticker")
     average.add_argument("ticker", nargs="?", help="default: your only ticker")
-    average.add_argument("--count", type=int, required=True, help="how many quotes (>= 1)")
+    average.add_argument("--count", type=_int32, required=True, help="how many quotes (>= 1)")
     add("subscriptions", cmd_subscriptions, "your tickers, thresholds and alert states")
     notifications = add("notifications", cmd_notifications, "your alert history, newest first")
-    notifications.add_argument("--limit", type=int, default=0, help="at most this many")
+    notifications.add_argument("--limit", type=_int32, default=0, help="at most this many")
     delete = add("delete-account", cmd_delete_account, "delete your account and all its data")
     delete.add_argument("--email", help="the account (default: the logged-in one)")
     delete.add_argument("--password-stdin", action="store_true", help="read password from stdin")
