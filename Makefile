@@ -24,7 +24,7 @@ protos: install
 
 ## The whole test suite, as CI runs it: lint, types, unit and integration tests.
 test: lint typecheck
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist worksteal
 
 lint: install
 	$(BIN)/ruff check src tests bench
@@ -35,7 +35,7 @@ typecheck: install
 	$(BIN)/mypy
 
 unit: install
-	$(BIN)/python -m pytest tests/unit -q
+	$(BIN)/python -m pytest tests/unit -q -n 2 --dist worksteal
 
 bench: install
 	$(BIN)/python -m bench.alert_engine

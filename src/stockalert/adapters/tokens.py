@@ -42,9 +42,17 @@ class JwtTokens:
                     "verify_iat": False,
                 },
             )
-        except jwt.PyJWTError:
+            expires = _instant(claims["exp"])
+            issued = _instant(claims["iat"])
+        except (jwt.PyJWTError, ValueError, OverflowError, OSError, TypeError):
             raise Unauthenticated("invalid token") from None
-        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
         if now >= expires:
             raise Unauthenticated("token expired; log in again")
-        return TokenClaims(str(claims["sub"]), datetime.fromtimestamp(int(claims["iat"]), UTC))
+        return TokenClaims(str(claims["sub"]), issued)
+
+
+def _instant(value: object) -> datetime:
+    """A NumericDate claim as an aware datetime; anything else is a malformed token."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError("NumericDate claim is not a number")
+    return datetime.fromtimestamp(int(value), UTC)

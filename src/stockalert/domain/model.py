@@ -30,6 +30,11 @@ _EMAIL_RE = re.compile(
 _TICKER_RE = re.compile(r"^\^?[A-Z0-9][A-Z0-9.=-]{0,15}$")
 
 
+def shown(raw: str, limit: int = 40) -> str:
+    """User input quoted for an error message, cut short so a message stays small."""
+    return repr(raw) if len(raw) <= limit else repr(raw[:limit]) + f"... ({len(raw)} characters)"
+
+
 class Side(enum.StrEnum):
     """Which threshold of a subscription: HIGH fires above `high_value`, LOW below `low_value`."""
 
@@ -81,7 +86,7 @@ class Email:
         if len(text) > 254:
             raise InvalidArgument(field, "must be at most 254 characters")
         if not _EMAIL_RE.fullmatch(text):
-            raise InvalidArgument(field, f"{raw!r} is not a valid e-mail address")
+            raise InvalidArgument(field, f"{shown(raw)} is not a valid e-mail address")
         return cls(text.lower())
 
     def __str__(self) -> str:
@@ -100,10 +105,10 @@ class Ticker:
         text = raw.strip().upper()
         if not text:
             raise InvalidArgument(field, "must not be empty")
-        if not _TICKER_RE.fullmatch(text):
+        if len(text) > 17 or not _TICKER_RE.fullmatch(text):
             raise InvalidArgument(
                 field,
-                f"{raw!r} is not a ticker symbol (1-16 of A-Z 0-9 . = -, optional leading ^)",
+                f"{shown(raw)} is not a ticker symbol (1-16 of A-Z 0-9 . = -, optional leading ^)",
             )
         return cls(text)
 

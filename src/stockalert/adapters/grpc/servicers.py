@@ -54,6 +54,8 @@ STATUS = {
 # Deleting an account is irreversible: it needs a recent login, not just a valid token.
 RECENT_LOGIN = timedelta(minutes=10)
 
+MAX_DETAILS = 1000
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -65,7 +67,8 @@ def rpc(method: F) -> F:
         try:
             return method(self, request, context)
         except DomainError as err:
-            context.abort(STATUS[err.code], err.message)
+            # Status details travel in a header: keep them well under gRPC's 16 KiB limit.
+            context.abort(STATUS[err.code], err.message[:MAX_DETAILS])
         except Exception:
             # A bug, not the caller's fault: log it with its traceback, say nothing inside.
             log.exception("event=rpc_failed method=%s", method.__name__)
