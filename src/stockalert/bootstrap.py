@@ -7,10 +7,12 @@ from collections.abc import Callable
 from functools import partial
 
 from stockalert.domain import handlers, query_handlers
-from stockalert.domain.alerting import AlertEngine
+from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
+    CleanUp,
     CollectPrices,
     DeleteUser,
+    LoadAlerts,
     LoginUser,
     RecordQuotes,
     RegisterUser,
@@ -43,7 +45,7 @@ def build_bus(
     *,
     uow_factory: Callable[[], UnitOfWork],
     read_model: ReadModel,
-    engine: AlertEngine,
+    alerts: AlertTracker,
     mailer: Mailer,
     ids: IdGenerator,
     hasher: PasswordHasher,
@@ -71,14 +73,16 @@ def build_bus(
             DeleteUser: handlers.delete_user,
             RecordQuotes: partial(handlers.record_quotes, clock=clock),
             CollectPrices: partial(handlers.collect_prices, source=source, clock=clock),
+            LoadAlerts: partial(handlers.load_alerts, alerts=alerts),
+            CleanUp: partial(handlers.clean_up, clock=clock),
             RetryPendingNotifications: partial(
                 handlers.retry_pending_notifications, mailer=mailer, clock=clock
             ),
         },
         events={
-            SubscriptionSet: [partial(handlers.index_subscription, engine=engine)],
-            SubscriptionRemoved: [partial(handlers.unindex_subscription, engine=engine)],
-            PriceUpdated: [partial(handlers.apply_price_update, engine=engine)],
+            SubscriptionSet: [partial(handlers.index_subscription, alerts=alerts)],
+            SubscriptionRemoved: [partial(handlers.unindex_subscription, alerts=alerts)],
+            PriceUpdated: [partial(handlers.apply_price_update, alerts=alerts)],
             AlertRaised: [partial(handlers.deliver_notification, mailer=mailer, clock=clock)],
         },
         queries={

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from dependency_injector import containers, providers
+from sqlalchemy import Engine
 
 from stockalert import bootstrap
 from stockalert.adapters import memory
@@ -13,9 +15,21 @@ from stockalert.adapters.grpc.server import serve
 from stockalert.adapters.outbox import OutboxMailer
 from stockalert.adapters.passwords import Argon2Hasher
 from stockalert.adapters.replay import ReplayPriceSource
+from stockalert.adapters.sql.engine import make_engine
+from stockalert.adapters.sql.read_model import SqlReadModel
+from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
-from stockalert.domain.alerting import AlertEngine
+from stockalert.domain.alerting.tracker import AlertTracker
+
+
+def sql_engine(url: str, read_only: bool = False) -> Iterator[Engine]:
+    """Resource: a SQLAlchemy engine, disposed (pool closed) on shutdown."""
+    engine = make_engine(url, read_only=read_only)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
 
 
 class Container(containers.DeclarativeContainer):
@@ -33,10 +47,20 @@ class Container(containers.DeclarativeContainer):
     tokens = providers.Singleton(JwtTokens, secret=config.auth_secret)
 
     store = providers.Singleton(memory.MemoryStore)
-    uow = providers.Factory(memory.MemoryUnitOfWork, store=store)
-    read_model = providers.Singleton(memory.MemoryReadModel, store=store)
+    db_engine = providers.Resource(sql_engine, url=config.db_url)
+    read_db_engine = providers.Resource(sql_engine, url=config.read_db_url, read_only=True)
+    uow = providers.Selector(
+        config.storage,
+        memory=providers.Factory(memory.MemoryUnitOfWork, store=store),
+        sql=providers.Factory(SqlUnitOfWork, engine=db_engine, now=clock.provided.now),
+    )
+    read_model = providers.Selector(
+        config.storage,
+        memory=providers.Singleton(memory.MemoryReadModel, store=store),
+        sql=providers.Singleton(SqlReadModel, engine=read_db_engine),
+    )
 
-    engine = providers.Singleton(AlertEngine)
+    alerts = providers.Singleton(AlertTracker)
     mailer = providers.Selector(
         config.mail.kind,
         memory=providers.Singleton(memory.MemoryMailer),
@@ -56,7 +80,7 @@ class Container(containers.DeclarativeContainer):
         bootstrap.build_bus,
         uow_factory=uow.provider,
         read_model=read_model,
-        engine=engine,
+        alerts=alerts,
         mailer=mailer,
         ids=ids,
         hasher=hasher,
@@ -71,11 +95,19 @@ class Container(containers.DeclarativeContainer):
 def in_memory_config(**overrides: Any) -> dict[str, Any]:
     """A complete in-memory configuration, for tests and library use."""
     config: dict[str, Any] = {
+        "storage": "memory",
         "db_url": "memory://",
+        "read_db_url": "memory://",
         "state_dir": ".stockalert",
         "auth_secret": "test-secret-that-is-long-enough-for-hs256-signing",
         "grpc_addr": "127.0.0.1:0",
         "collect_interval": 1.0,
+        "cleaner": {
+            "quote_retention_s": 7 * 24 * 3600.0,
+            "keep_quotes": 20,
+            "request_ttl_s": 24 * 3600.0,
+            "interval_s": 3600.0,
+        },
         "mail": {"kind": "memory", "outbox_dir": "outbox"},
         "prices": {"kind": "static", "path": ""},
     }

@@ -137,6 +137,9 @@ class MemorySubscriptionRepository(_Repo):
     def tickers_in_use(self) -> set[Ticker]:
         return {ticker for _, ticker in self._store.sub_by_user_ticker}
 
+    def all(self) -> list[Subscription]:
+        return list(self._store.subscriptions.values())
+
     def delete(self, subscription_id: str) -> None:
         sub = self._store.subscriptions.get(subscription_id)
         if sub is not None:
@@ -153,6 +156,9 @@ class MemoryAlertStateRepository(_Repo):
     def save(self, subscription_id: str, side: Side, state: SideState) -> None:
         self._journal().set(self._store.alert_states, (subscription_id, side), state)
 
+    def all(self) -> dict[tuple[str, Side], SideState]:
+        return dict(self._store.alert_states)
+
     def delete_for(self, subscription_id: str) -> None:
         for side in (Side.HIGH, Side.LOW):
             self._journal().pop(self._store.alert_states, (subscription_id, side))
@@ -164,6 +170,26 @@ class MemoryQuoteRepository(_Repo):
     def latest(self, ticker: Ticker) -> Quote | None:
         quotes = self._store.quotes.get(ticker)
         return quotes[-1] if quotes else None
+
+    def latest_quotes(self) -> list[Quote]:
+        return [quotes[-1] for quotes in self._store.quotes.values() if quotes]
+
+    def prune(self, older_than: datetime, keep_newest: int) -> int:
+        followed = {ticker for _, ticker in self._store.sub_by_user_ticker}
+        removed = 0
+        for ticker, quotes in list(self._store.quotes.items()):
+            if ticker not in followed:
+                kept: list[Quote] = []
+            else:
+                cutoff = len(quotes) - keep_newest
+                kept = [q for i, q in enumerate(quotes) if i >= cutoff or q.quoted_at >= older_than]
+            if len(kept) != len(quotes):
+                removed += len(quotes) - len(kept)
+                if kept:
+                    self._journal().set(self._store.quotes, ticker, kept)
+                else:
+                    self._journal().pop(self._store.quotes, ticker)
+        return removed
 
     def add(self, quote: Quote, collected_at: datetime) -> None:
         old = self._store.quotes.get(quote.ticker, [])

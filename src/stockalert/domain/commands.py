@@ -143,5 +143,20 @@ class RecordQuotes(Command):
 
 
 @attrs.frozen
+class LoadAlerts(Command):
+    """Build the alert engine from the stored subscriptions and states (start-up)."""
+
+
+@attrs.frozen
+class CleanUp(Command):
+    """Retention: quotes older than the period (keeping the newest N per followed ticker),
+    quotes of tickers nobody follows, request-ledger replies older than their TTL."""
+
+    quote_retention_s: float = 7 * 24 * 3600.0
+    keep_quotes: int = 20
+    request_ttl_s: float = 24 * 3600.0
+
+
+@attrs.frozen
 class RetryPendingNotifications(Command):
     """Try again to deliver every notification still pending (e.g. after an SMTP outage)."""

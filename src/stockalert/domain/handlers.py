@@ -8,14 +8,17 @@ their own unit of work.
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 
 import attrs
 
-from stockalert.domain.alerting import AlertEngine
 from stockalert.domain.alerting.rules import adopt_change
+from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
+    CleanUp,
     CollectPrices,
     DeleteUser,
+    LoadAlerts,
     LoginUser,
     RecordQuotes,
     RegisterUser,
@@ -70,6 +73,7 @@ from stockalert.domain.ports import (
     UnknownTicker,
 )
 from stockalert.domain.views import (
+    CleanupReport,
     CollectionReport,
     Done,
     LoggedIn,
@@ -347,27 +351,37 @@ def retry_pending_notifications(
 # ----- event handlers ----------------------------------------------------------------------
 
 
-def apply_price_update(event: PriceUpdated, uow: UnitOfWork, *, engine: AlertEngine) -> None:
+def apply_price_update(event: PriceUpdated, uow: UnitOfWork, *, alerts: AlertTracker) -> None:
     """Run the quote through the alert engine; persist changed sides, raise alerts."""
-    with uow:
-        notifications = engine.apply(event.quote)
-        for change in engine.drain_changes():
-            uow.alert_states.save(change.subscription_id, change.side, change.state)
-        for notification in notifications:
-            uow.record(AlertRaised(notification))
-        uow.commit()
+    alerts.apply(event.quote, uow)
 
 
-def index_subscription(event: SubscriptionSet, uow: UnitOfWork, *, engine: AlertEngine) -> None:
+def index_subscription(event: SubscriptionSet, uow: UnitOfWork, *, alerts: AlertTracker) -> None:
     """Keep the engine's index in step with the write model."""
-    engine.upsert(event.subscription, event.high, event.low)
+    alerts.upsert(event.subscription, event.high, event.low)
 
 
 def unindex_subscription(
-    event: SubscriptionRemoved, uow: UnitOfWork, *, engine: AlertEngine
+    event: SubscriptionRemoved, uow: UnitOfWork, *, alerts: AlertTracker
 ) -> None:
     """Drop a removed subscription from the engine."""
-    engine.remove(event.subscription_id)
+    alerts.remove(event.subscription_id)
+
+
+def load_alerts(cmd: LoadAlerts, uow: UnitOfWork, *, alerts: AlertTracker) -> None:
+    """Rebuild the engine and re-apply the newest quotes: alerts lost in a crash come out."""
+    alerts.reload(uow)
+
+
+def clean_up(cmd: CleanUp, uow: UnitOfWork, *, clock: Clock) -> CleanupReport:
+    """Retention: old quotes (keeping the newest N per followed ticker), expired replies."""
+    now = clock.now()
+    with uow:
+        quotes = uow.quotes.prune(now - timedelta(seconds=cmd.quote_retention_s), cmd.keep_quotes)
+        replies = uow.requests.expire_before(now - timedelta(seconds=cmd.request_ttl_s))
+        uow.commit()
+    log.info("event=clean_up quotes_removed=%d replies_expired=%d", quotes, replies)
+    return CleanupReport(quotes, replies)
 
 
 def deliver_notification(

@@ -52,6 +52,14 @@ class CollectionReport:
 
 
 @attrs.frozen
+class CleanupReport:
+    """What one clean-up did."""
+
+    quotes_removed: int
+    replies_expired: int
+
+
+@attrs.frozen
 class Done:
     """Reply of a command that has nothing to return."""
 

@@ -1,8 +1,9 @@
-"""`stockalert run`: every role in one process (the embedded mode).
+"""`stockalert run` (every role in one process) and `stockalert serve cleaner`.
 
-Both gRPC services on STOCKALERT_GRPC_ADDR, and one loop that every
-STOCKALERT_COLLECT_INTERVAL seconds retries pending e-mails and runs a collection cycle; the
-alert engine and the notifier run on the in-process bus. SIGINT / SIGTERM stop it cleanly.
+The embedded run serves both gRPC services on STOCKALERT_GRPC_ADDR and runs two loops: the
+collector (retry pending e-mails, then collect prices, every STOCKALERT_COLLECT_INTERVAL s)
+and the cleaner (every STOCKALERT_CLEAN_INTERVAL s); the alert engine and the notifier run on
+the in-process bus. SIGINT / SIGTERM stop it cleanly.
 """
 
 from __future__ import annotations
@@ -10,15 +11,27 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import FrameType
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from stockalert.adapters.grpc.server import RunningServer
+from stockalert.adapters.sql.migrate import upgrade
 from stockalert.containers import Container
-from stockalert.domain.commands import CollectPrices, RetryPendingNotifications
+from stockalert.domain.commands import (
+    CleanUp,
+    CollectPrices,
+    Command,
+    LoadAlerts,
+    RetryPendingNotifications,
+)
 from stockalert.entrypoints.settings import embedded_config
 
 log = logging.getLogger("stockalert.run")
+MAX_BACKOFF_S = 30.0
 
 
 def configure_logging(level: int = logging.INFO) -> None:
@@ -30,18 +43,26 @@ def configure_logging(level: int = logging.INFO) -> None:
     )
 
 
-class CollectorLoop(threading.Thread):
-    """Retry pending e-mails, then collect prices; again every `interval` seconds."""
+class Periodic(threading.Thread):
+    """Send `commands` to the bus now and then every `interval` seconds until stopped."""
 
-    def __init__(self, container: Container, interval: float, stop: threading.Event) -> None:
-        super().__init__(name="collector", daemon=True)
+    def __init__(
+        self,
+        name: str,
+        container: Container,
+        commands: Sequence[Command],
+        interval: float,
+        halt: threading.Event,
+    ) -> None:
+        super().__init__(name=name, daemon=True)
         self._bus = container.bus()
+        self._commands = commands
         self._interval = interval
-        self._halt = stop
+        self._halt = halt
 
     def run(self) -> None:
         while not self._halt.is_set():
-            for command in (RetryPendingNotifications(), CollectPrices()):
+            for command in self._commands:
                 try:
                     self._bus.handle(command)
                 except Exception:
@@ -50,29 +71,84 @@ class CollectorLoop(threading.Thread):
             self._halt.wait(self._interval)
 
 
-def run(environ: Mapping[str, str], stop: threading.Event | None = None) -> None:
-    """Run until `stop` is set (by a signal when called from the CLI)."""
-    stop = stop or threading.Event()
+def prepare_database(container: Container, halt: threading.Event) -> bool:
+    """Migrate the database to head, retrying with backoff while it is unreachable."""
+    if container.config.storage() != "sql":
+        return True
+    engine = container.db_engine()
+    assert isinstance(engine, Engine)
+    delay = 1.0
+    while not halt.is_set():
+        try:
+            upgrade(engine)
+        except DBAPIError as err:
+            log.warning(
+                "event=database_unavailable retry_in_s=%g error=%r", delay, str(err.orig)[:200]
+            )
+            halt.wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            continue
+        log.info("event=database_ready url=%s", engine.url.render_as_string(hide_password=True))
+        return True
+    return False
+
+
+def build(environ: Mapping[str, str]) -> tuple[Container, dict[str, Any]]:
+    """The container configured for the embedded run."""
     config = embedded_config(environ)
     container = Container()
     container.config.from_dict(config)
     container.check_dependencies()
-    container.init_resources()
+    return container, config
+
+
+def run(environ: Mapping[str, str], stop: threading.Event | None = None) -> None:
+    """Run until `stop` is set (by a signal when called from the CLI)."""
+    halt = stop or threading.Event()
+    container, config = build(environ)
     try:
+        if not prepare_database(container, halt):
+            return
+        container.bus().handle(LoadAlerts())
         server = container.grpc_server()
         assert isinstance(server, RunningServer)
+        cleaner = config["cleaner"]
+        loops = [
+            Periodic(
+                "collector",
+                container,
+                [RetryPendingNotifications(), CollectPrices()],
+                float(config["collect_interval"]),
+                halt,
+            ),
+            Periodic(
+                "cleaner",
+                container,
+                [
+                    CleanUp(
+                        cleaner["quote_retention_s"],
+                        cleaner["keep_quotes"],
+                        cleaner["request_ttl_s"],
+                    )
+                ],
+                float(cleaner["interval_s"]),
+                halt,
+            ),
+        ]
         log.info(
-            "event=started mode=embedded grpc_port=%d prices=%s outbox=%s interval_s=%g",
+            "event=started mode=embedded grpc_port=%d db=%s prices=%s outbox=%s interval_s=%g",
             server.port,
+            config["storage"] if config["storage"] == "memory" else config["db_url"].split("@")[-1],
             config["prices"].get("path") or config["prices"]["kind"],
             config["mail"]["outbox_dir"],
             config["collect_interval"],
         )
-        loop = CollectorLoop(container, float(config["collect_interval"]), stop)
-        loop.start()
-        stop.wait()
+        for loop in loops:
+            loop.start()
+        halt.wait()
         log.info("event=stopping")
-        loop.join(timeout=30)
+        for loop in loops:
+            loop.join(timeout=30)
     finally:
         container.shutdown_resources()
     log.info("event=stopped")

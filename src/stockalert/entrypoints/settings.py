@@ -13,12 +13,19 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
+
 from stockalert.adapters.tokens import MIN_SECRET_BYTES
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
 DEFAULT_QUERY_ADDR = "127.0.0.1:50052"
 DEFAULT_COLLECT_INTERVAL_S = 180.0
-SUPPORTED_DB_URLS = ("memory://",)
+DEFAULT_DB_URL = "sqlite:///stockalert.db"
+DEFAULT_QUOTE_RETENTION_S = 7 * 24 * 3600.0
+DEFAULT_KEEP_QUOTES = 20
+DEFAULT_REQUEST_TTL_S = 24 * 3600.0
+DEFAULT_CLEAN_INTERVAL_S = 3600.0
 
 
 class ConfigError(ValueError):
@@ -33,17 +40,73 @@ def _address(environ: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def _interval(environ: Mapping[str, str]) -> float:
-    raw = environ.get("STOCKALERT_COLLECT_INTERVAL", "").strip()
+def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: float = 0.05) -> float:
+    raw = environ.get(name, "").strip()
     if not raw:
-        return DEFAULT_COLLECT_INTERVAL_S
+        return default
     try:
         value = float(raw)
     except ValueError:
-        raise ConfigError(f"STOCKALERT_COLLECT_INTERVAL={raw!r} is not a number") from None
-    if not math.isfinite(value) or value < 0.05:
-        raise ConfigError(f"STOCKALERT_COLLECT_INTERVAL={raw!r} must be at least 0.05 seconds")
+        raise ConfigError(f"{name}={raw!r} is not a number") from None
+    if not math.isfinite(value) or value < minimum:
+        raise ConfigError(f"{name}={raw!r} must be at least {minimum:g} seconds")
     return value
+
+
+def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+    raw = environ.get(name, "").strip()
+    if not raw:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ConfigError(f"{name}={raw!r} must be a whole number >= 1")
+    return int(raw)
+
+
+def _db_url(environ: Mapping[str, str], name: str, default: str) -> str:
+    url = environ.get(name, "").strip() or default
+    if url == "memory://":
+        return url
+    try:
+        backend = make_url(url).get_backend_name()
+    except ArgumentError:
+        raise ConfigError(f"{name}={url!r} is not a database URL") from None
+    if backend not in ("sqlite", "mysql", "mariadb"):
+        raise ConfigError(
+            f"{name}={url!r}: use sqlite:///PATH, mysql+pymysql://USER:PASS@HOST:PORT/DB "
+            "or memory://"
+        )
+    if backend == "sqlite" and make_url(url).database in (None, "", ":memory:"):
+        raise ConfigError(f"{name}={url!r}: an in-memory SQLite database cannot be shared")
+    return url
+
+
+def storage_config(environ: Mapping[str, str]) -> dict[str, str]:
+    """STOCKALERT_DB_URL and STOCKALERT_READ_DB_URL (reads may go to a replica)."""
+    db_url = _db_url(environ, "STOCKALERT_DB_URL", DEFAULT_DB_URL)
+    read_url = _db_url(environ, "STOCKALERT_READ_DB_URL", db_url)
+    if (db_url == "memory://") != (read_url == "memory://"):
+        raise ConfigError("STOCKALERT_READ_DB_URL must be memory:// exactly when the DB is")
+    return {
+        "storage": "memory" if db_url == "memory://" else "sql",
+        "db_url": db_url,
+        "read_db_url": read_url,
+    }
+
+
+def cleaner_config(environ: Mapping[str, str]) -> dict[str, float | int]:
+    """Retention settings of the cleaner."""
+    return {
+        "quote_retention_s": _seconds(
+            environ, "STOCKALERT_QUOTE_RETENTION_S", DEFAULT_QUOTE_RETENTION_S, minimum=1.0
+        ),
+        "keep_quotes": _count(environ, "STOCKALERT_KEEP_QUOTES", DEFAULT_KEEP_QUOTES),
+        "request_ttl_s": _seconds(
+            environ, "STOCKALERT_REQUEST_TTL_S", DEFAULT_REQUEST_TTL_S, minimum=1.0
+        ),
+        "interval_s": _seconds(
+            environ, "STOCKALERT_CLEAN_INTERVAL", DEFAULT_CLEAN_INTERVAL_S, minimum=0.05
+        ),
+    }
 
 
 def _prices(environ: Mapping[str, str]) -> dict[str, str]:
@@ -85,12 +148,6 @@ def _auth_secret(environ: Mapping[str, str], state_dir: Path) -> str:
 
 def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings of `stockalert run` (and `check-config`)."""
-    db_url = environ.get("STOCKALERT_DB_URL", "").strip() or "memory://"
-    if db_url not in SUPPORTED_DB_URLS:
-        raise ConfigError(
-            f"STOCKALERT_DB_URL={db_url!r} is not supported by this build "
-            f"(supported: {', '.join(SUPPORTED_DB_URLS)})"
-        )
     if environ.get("STOCKALERT_SMTP_HOST", "").strip():
         raise ConfigError(
             "STOCKALERT_SMTP_HOST is set but SMTP delivery is not in this build yet; "
@@ -99,11 +156,14 @@ def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
     state_dir = Path(environ.get("STOCKALERT_STATE_DIR", "").strip() or ".stockalert")
     outbox = environ.get("STOCKALERT_OUTBOX_DIR", "").strip() or "outbox"
     return {
-        "db_url": db_url,
+        **storage_config(environ),
+        "cleaner": cleaner_config(environ),
         "state_dir": str(state_dir),
         "auth_secret": _auth_secret(environ, state_dir),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
-        "collect_interval": _interval(environ),
+        "collect_interval": _seconds(
+            environ, "STOCKALERT_COLLECT_INTERVAL", DEFAULT_COLLECT_INTERVAL_S
+        ),
         "mail": {"kind": "outbox", "outbox_dir": outbox},
         "prices": _prices(environ),
     }

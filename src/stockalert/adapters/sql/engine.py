@@ -1,0 +1,61 @@
+"""Engines for MySQL/MariaDB (PyMySQL) and SQLite, configured for this project's needs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+
+def is_sqlite(url: str) -> bool:
+    """True for sqlite:// URLs."""
+    return make_url(url).get_backend_name() == "sqlite"
+
+
+def make_engine(url: str, *, read_only: bool = False, echo: bool = False) -> Engine:
+    """An engine; no connection is made until first use.
+
+    MySQL/MariaDB: utf8mb4, READ COMMITTED, pre-ping, short connect timeout (an unreachable
+    database must turn into UNAVAILABLE quickly, not hang a request).
+    SQLite: WAL, foreign keys on, and write transactions that start with BEGIN IMMEDIATE so
+    that concurrent writers queue (busy timeout) instead of failing half-way.
+    """
+    parsed = make_url(url)
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(parsed, echo=echo, connect_args={"timeout": 15})
+        _configure_sqlite(engine, read_only=read_only)
+        return engine
+    if backend in ("mysql", "mariadb"):
+        if parsed.get_driver_name() in ("", "mysqldb"):
+            parsed = parsed.set(drivername=f"{backend}+pymysql")
+        query = dict(parsed.query)
+        query.setdefault("charset", "utf8mb4")
+        return create_engine(
+            parsed.set(query=query),
+            echo=echo,
+            isolation_level="READ COMMITTED",
+            pool_pre_ping=True,
+            pool_recycle=3600,
+            pool_size=10,
+            max_overflow=20,
+            connect_args={"connect_timeout": 5, "read_timeout": 30, "write_timeout": 30},
+        )
+    raise ValueError(f"unsupported database {backend!r} (use mysql+pymysql:// or sqlite://)")
+
+
+def _configure_sqlite(engine: Engine, *, read_only: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, below
+        cursor = dbapi_connection.cursor()
+        if engine.url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=15000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")

@@ -1,0 +1,442 @@
+"""Repositories over one SQLAlchemy connection (the unit of work's transaction)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from stockalert.adapters.sql import tables as t
+from stockalert.adapters.sql.codec import decode_result, encode_result
+from stockalert.domain.commands import RequestKey
+from stockalert.domain.errors import AlreadyExists, ErrorCode
+from stockalert.domain.messagebus import ConcurrentDuplicate
+from stockalert.domain.model import (
+    ARMED,
+    DeliveryStatus,
+    Email,
+    Notification,
+    NotificationKind,
+    NotificationRecord,
+    Quote,
+    Side,
+    SideState,
+    SideStatus,
+    Subscription,
+    Ticker,
+    User,
+)
+from stockalert.domain.ports import StoredReply
+
+Conn = Callable[[], Connection]
+
+
+class _Repo:
+    def __init__(self, connection: Conn) -> None:
+        self._conn = connection
+
+
+def subscription_from_row(row: Any) -> Subscription:
+    """A subscriptions row joined with the user's e-mail."""
+    return Subscription(
+        subscription_id=row.subscription_id,
+        user_id=row.user_id,
+        email=Email(row.email),
+        ticker=Ticker(row.ticker),
+        high_value=row.high_value,
+        low_value=row.low_value,
+        rearm_percent=row.rearm_percent,
+        cooldown_s=row.cooldown_s,
+        remind_every_s=row.remind_every_s,
+    )
+
+
+def state_from_row(row: Any) -> SideState:
+    """An alert_states row."""
+    return SideState(
+        status=SideStatus(row.status),
+        episode=row.episode,
+        fired_at=row.fired_at,
+        reminders=row.reminders,
+        next_reminder_at=row.next_reminder_at,
+    )
+
+
+def record_from_row(row: Any) -> NotificationRecord:
+    """A notifications row."""
+    return NotificationRecord(
+        notification=Notification(
+            notification_id=row.notification_id,
+            subscription_id=row.subscription_id,
+            user_id=row.user_id,
+            email=Email(row.email),
+            ticker=Ticker(row.ticker),
+            side=Side(row.side),
+            kind=NotificationKind(row.kind),
+            price=row.price,
+            threshold=row.threshold,
+            quoted_at=row.quoted_at,
+            episode=row.episode,
+        ),
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+    )
+
+
+_SUBSCRIPTION_COLUMNS = (*t.subscriptions.c, t.users.c.email)
+
+
+class SqlUserRepository(_Repo):
+    """Users by id and by e-mail."""
+
+    def add(self, user: User) -> None:
+        try:
+            with self._conn().begin_nested():
+                self._conn().execute(
+                    insert(t.users).values(
+                        user_id=user.user_id,
+                        email=user.email.value,
+                        password_hash=user.password_hash,
+                        created_at=user.created_at,
+                    )
+                )
+        except IntegrityError:
+            # A concurrent registration of the same e-mail won the race.
+            raise AlreadyExists(
+                f"a user with e-mail {user.email} already exists", field="email"
+            ) from None
+
+    def get(self, user_id: str) -> User | None:
+        row = self._conn().execute(select(t.users).where(t.users.c.user_id == user_id)).first()
+        return None if row is None else _user(row)
+
+    def get_by_email(self, email: Email) -> User | None:
+        row = self._conn().execute(select(t.users).where(t.users.c.email == email.value)).first()
+        return None if row is None else _user(row)
+
+    def delete(self, user_id: str) -> None:
+        self._conn().execute(delete(t.users).where(t.users.c.user_id == user_id))
+
+
+def _user(row: Any) -> User:
+    return User(row.user_id, Email(row.email), row.password_hash, row.created_at)
+
+
+class SqlSubscriptionRepository(_Repo):
+    """Subscriptions, unique per (user, ticker)."""
+
+    def _select(self) -> Any:
+        return select(*_SUBSCRIPTION_COLUMNS).join(
+            t.users, t.users.c.user_id == t.subscriptions.c.user_id
+        )
+
+    def save(self, subscription: Subscription) -> None:
+        values = {
+            "user_id": subscription.user_id,
+            "ticker": subscription.ticker.value,
+            "high_value": subscription.high_value,
+            "low_value": subscription.low_value,
+            "rearm_percent": subscription.rearm_percent,
+            "cooldown_s": subscription.cooldown_s,
+            "remind_every_s": subscription.remind_every_s,
+        }
+        conn = self._conn()
+        changed = conn.execute(
+            update(t.subscriptions)
+            .where(t.subscriptions.c.subscription_id == subscription.subscription_id)
+            .values(**values)
+        ).rowcount
+        if changed:
+            return
+        try:
+            with conn.begin_nested():
+                conn.execute(
+                    insert(t.subscriptions).values(
+                        subscription_id=subscription.subscription_id, **values
+                    )
+                )
+        except IntegrityError:
+            # The same (user, ticker) was created concurrently: run the command again.
+            raise ConcurrentDuplicate(subscription.subscription_id) from None
+
+    def get(self, user_id: str, ticker: Ticker) -> Subscription | None:
+        row = (
+            self._conn()
+            .execute(
+                self._select().where(
+                    t.subscriptions.c.user_id == user_id, t.subscriptions.c.ticker == ticker.value
+                )
+            )
+            .first()
+        )
+        return None if row is None else subscription_from_row(row)
+
+    def for_user(self, user_id: str) -> list[Subscription]:
+        rows = self._conn().execute(self._select().where(t.subscriptions.c.user_id == user_id))
+        return [subscription_from_row(row) for row in rows]
+
+    def tickers_in_use(self) -> set[Ticker]:
+        rows = self._conn().execute(select(t.subscriptions.c.ticker).distinct())
+        return {Ticker(row.ticker) for row in rows}
+
+    def all(self) -> list[Subscription]:
+        return [subscription_from_row(row) for row in self._conn().execute(self._select())]
+
+    def delete(self, subscription_id: str) -> None:
+        self._conn().execute(
+            delete(t.subscriptions).where(t.subscriptions.c.subscription_id == subscription_id)
+        )
+
+
+class SqlAlertStateRepository(_Repo):
+    """Side states by (subscription, side)."""
+
+    def get(self, subscription_id: str, side: Side) -> SideState:
+        row = (
+            self._conn()
+            .execute(
+                select(t.alert_states).where(
+                    t.alert_states.c.subscription_id == subscription_id,
+                    t.alert_states.c.side == side.value,
+                )
+            )
+            .first()
+        )
+        return ARMED if row is None else state_from_row(row)
+
+    def save(self, subscription_id: str, side: Side, state: SideState) -> None:
+        values = {
+            "status": state.status.value,
+            "episode": state.episode,
+            "fired_at": state.fired_at,
+            "reminders": state.reminders,
+            "next_reminder_at": state.next_reminder_at,
+        }
+        conn = self._conn()
+        changed = conn.execute(
+            update(t.alert_states)
+            .where(
+                t.alert_states.c.subscription_id == subscription_id,
+                t.alert_states.c.side == side.value,
+            )
+            .values(**values)
+        ).rowcount
+        if not changed:
+            exists = conn.execute(
+                select(t.subscriptions.c.subscription_id).where(
+                    t.subscriptions.c.subscription_id == subscription_id
+                )
+            ).first()
+            if exists is None:
+                return  # removed meanwhile: its state goes with it
+            conn.execute(
+                insert(t.alert_states).values(
+                    subscription_id=subscription_id, side=side.value, **values
+                )
+            )
+
+    def all(self) -> dict[tuple[str, Side], SideState]:
+        rows = self._conn().execute(select(t.alert_states))
+        return {(row.subscription_id, Side(row.side)): state_from_row(row) for row in rows}
+
+    def delete_for(self, subscription_id: str) -> None:
+        self._conn().execute(
+            delete(t.alert_states).where(t.alert_states.c.subscription_id == subscription_id)
+        )
+
+
+class SqlQuoteRepository(_Repo):
+    """Collected quotes."""
+
+    def latest(self, ticker: Ticker) -> Quote | None:
+        row = (
+            self._conn()
+            .execute(
+                select(t.quotes.c.price, t.quotes.c.quoted_at)
+                .where(t.quotes.c.ticker == ticker.value)
+                .order_by(t.quotes.c.quoted_at.desc())
+                .limit(1)
+            )
+            .first()
+        )
+        return None if row is None else Quote(ticker, row.price, row.quoted_at)
+
+    def latest_quotes(self) -> list[Quote]:
+        newest = (
+            select(t.quotes.c.ticker, func.max(t.quotes.c.quoted_at).label("at"))
+            .group_by(t.quotes.c.ticker)
+            .subquery()
+        )
+        rows = self._conn().execute(
+            select(t.quotes.c.ticker, t.quotes.c.price, t.quotes.c.quoted_at).join(
+                newest,
+                (newest.c.ticker == t.quotes.c.ticker) & (newest.c.at == t.quotes.c.quoted_at),
+            )
+        )
+        return [Quote(Ticker(row.ticker), row.price, row.quoted_at) for row in rows]
+
+    def add(self, quote: Quote, collected_at: datetime) -> None:
+        self._conn().execute(
+            insert(t.quotes).values(
+                ticker=quote.ticker.value,
+                price=quote.price,
+                quoted_at=quote.quoted_at,
+                collected_at=collected_at,
+            )
+        )
+
+    def prune(self, older_than: datetime, keep_newest: int) -> int:
+        """Drop quotes of unfollowed tickers, and followed ones both old and not newest N."""
+        conn = self._conn()
+        followed = select(t.subscriptions.c.ticker).distinct()
+        removed = conn.execute(delete(t.quotes).where(t.quotes.c.ticker.not_in(followed))).rowcount
+        for (ticker,) in conn.execute(followed).all():
+            nth = conn.execute(
+                select(t.quotes.c.quoted_at)
+                .where(t.quotes.c.ticker == ticker)
+                .order_by(t.quotes.c.quoted_at.desc())
+                .offset(keep_newest - 1)
+                .limit(1)
+            ).scalar()
+            if nth is None:
+                continue  # fewer than keep_newest quotes: keep them all
+            cutoff = min(older_than, nth)
+            removed += conn.execute(
+                delete(t.quotes).where(t.quotes.c.ticker == ticker, t.quotes.c.quoted_at < cutoff)
+            ).rowcount
+        return int(removed)
+
+
+class SqlNotificationLedger(_Repo):
+    """Every notification raised, unique by id, with delivery status."""
+
+    def get(self, notification_id: str) -> NotificationRecord | None:
+        row = (
+            self._conn()
+            .execute(
+                select(t.notifications).where(t.notifications.c.notification_id == notification_id)
+            )
+            .first()
+        )
+        return None if row is None else record_from_row(row)
+
+    def add(self, record: NotificationRecord) -> None:
+        self._conn().execute(insert(t.notifications).values(**_record_values(record)))
+
+    def update(self, record: NotificationRecord) -> None:
+        values = _record_values(record)
+        key = values.pop("notification_id")
+        self._conn().execute(
+            update(t.notifications).where(t.notifications.c.notification_id == key).values(**values)
+        )
+
+    def pending(self) -> list[NotificationRecord]:
+        rows = self._conn().execute(
+            select(t.notifications)
+            .where(t.notifications.c.status == DeliveryStatus.PENDING.value)
+            .order_by(t.notifications.c.quoted_at)
+        )
+        return [record_from_row(row) for row in rows]
+
+    def delete_for_user(self, user_id: str) -> None:
+        self._conn().execute(delete(t.notifications).where(t.notifications.c.user_id == user_id))
+
+
+def _record_values(record: NotificationRecord) -> dict[str, Any]:
+    note = record.notification
+    return {
+        "notification_id": note.notification_id,
+        "subscription_id": note.subscription_id,
+        "user_id": note.user_id,
+        "email": note.email.value,
+        "ticker": note.ticker.value,
+        "side": note.side.value,
+        "kind": note.kind.value,
+        "price": note.price,
+        "threshold": note.threshold,
+        "quoted_at": note.quoted_at,
+        "episode": note.episode,
+        "status": record.status.value,
+        "attempts": record.attempts,
+        "last_error": None if record.last_error is None else record.last_error[:1000],
+        "created_at": record.created_at,
+        "sent_at": record.sent_at,
+    }
+
+
+class SqlRequestLedger(_Repo):
+    """Stored replies; a unique key makes concurrent duplicates execute once."""
+
+    def __init__(self, connection: Conn, now: Callable[[], datetime]) -> None:
+        super().__init__(connection)
+        self._now = now
+
+    def _where(self, key: RequestKey) -> Any:
+        c = t.request_ledger.c
+        return (
+            (c.method == key.method) & (c.subject == key.subject) & (c.request_id == key.request_id)
+        )
+
+    def claim(self, key: RequestKey) -> StoredReply | None:
+        conn = self._conn()
+        row = conn.execute(select(t.request_ledger).where(self._where(key))).first()
+        if row is not None and row.fingerprint is not None:
+            return StoredReply(
+                fingerprint=row.fingerprint,
+                code=None if row.code is None else ErrorCode(row.code),
+                message=row.message or "",
+                field=row.field,
+                result=decode_result(row.result),
+                created_at=row.created_at,
+            )
+        try:
+            # Reserve the key. A concurrent duplicate blocks here until this transaction
+            # ends, then fails on the unique key and runs again, finding the stored reply.
+            with conn.begin_nested():
+                conn.execute(
+                    insert(t.request_ledger).values(
+                        method=key.method,
+                        subject=key.subject,
+                        request_id=key.request_id,
+                        created_at=self._now(),
+                    )
+                )
+        except IntegrityError:
+            raise ConcurrentDuplicate(key.request_id) from None
+        return None
+
+    def complete(self, key: RequestKey, reply: StoredReply) -> None:
+        values = {
+            "fingerprint": reply.fingerprint,
+            "code": None if reply.code is None else reply.code.value,
+            "message": reply.message,
+            "field": reply.field,
+            "result": encode_result(reply.result),
+            "created_at": reply.created_at,
+        }
+        conn = self._conn()
+        changed = conn.execute(
+            update(t.request_ledger).where(self._where(key)).values(**values)
+        ).rowcount
+        if not changed:  # the claim was dropped by forget_subject (DeleteUser) in this txn
+            conn.execute(
+                insert(t.request_ledger).values(
+                    method=key.method, subject=key.subject, request_id=key.request_id, **values
+                )
+            )
+
+    def forget_subject(self, subject: str) -> None:
+        self._conn().execute(delete(t.request_ledger).where(t.request_ledger.c.subject == subject))
+
+    def expire_before(self, cutoff: datetime) -> int:
+        return int(
+            self._conn()
+            .execute(delete(t.request_ledger).where(t.request_ledger.c.created_at < cutoff))
+            .rowcount
+        )
