@@ -2,7 +2,7 @@
 
 Exit codes: 0 ok, 1 other failure (including UNAVAILABLE after retries), 2 usage or invalid
 input, 3 not found, 4 authentication / permission, 5 already exists, 65 malformed input file,
-78 configuration error.
+69 database unavailable, 78 configuration error.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 from google.protobuf.json_format import MessageToDict
+from sqlalchemy.exc import DBAPIError
 
 from stockalert import __version__
 from stockalert.adapters.grpc.client import ApiError, StockAlertClient
@@ -42,6 +43,7 @@ EXIT_NOT_FOUND = 3
 EXIT_AUTH = 4
 EXIT_EXISTS = 5
 EXIT_DATA = 65  # EX_DATAERR from sysexits.h: an input file is malformed
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE from sysexits.h: a service we need is down
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h
 
 EXIT_BY_STATUS = {
@@ -275,6 +277,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from stockalert.entrypoints.run import (  # noqa: PLC0415 - server code only for `serve`
+        configure_logging,
+        install_signal_handlers,
+        serve_cleaner,
+    )
+
+    configure_logging()
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    serve_cleaner(os.environ, stop)
+    return EXIT_OK
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    from stockalert.entrypoints.run import upgrade_database  # noqa: PLC0415
+
+    try:
+        revision = upgrade_database(os.environ)
+    except DBAPIError as err:
+        print(f"stockalert db upgrade: database unavailable: {err.orig}", file=sys.stderr)
+        return EXIT_UNAVAILABLE
+    print(f"database at revision {revision}")
+    return EXIT_OK
+
+
 def cmd_check_config(args: argparse.Namespace) -> int:
     container = Container()
     container.config.from_dict(embedded_config(os.environ))
@@ -348,6 +376,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     add("run", cmd_run, "run every role in one process (embedded mode) until SIGINT/SIGTERM")
     add("check-config", cmd_check_config, "validate the STOCKALERT_* environment")
+    serve = add(
+        "serve",
+        cmd_serve,
+        "run one role as its own process (this build: cleaner; the others arrive with Kafka)",
+    )
+    serve.add_argument("role", choices=["cleaner"])
+    db = add("db", lambda _: EXIT_USAGE, "database administration")
+    db_sub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
+    upgrade = db_sub.add_parser(
+        "upgrade",
+        help="migrate STOCKALERT_DB_URL to the newest schema",
+        description="Migrate STOCKALERT_DB_URL to the newest schema (Alembic).",
+    )
+    upgrade.set_defaults(handler=cmd_db_upgrade)
     backtest = add(
         "backtest",
         cmd_backtest,

@@ -9,6 +9,7 @@ the in-process bus. SIGINT / SIGTERM stop it cleanly.
 from __future__ import annotations
 
 import logging
+import secrets
 import signal
 import threading
 from collections.abc import Mapping, Sequence
@@ -19,8 +20,9 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from stockalert.adapters.grpc.server import RunningServer
-from stockalert.adapters.sql.migrate import upgrade
-from stockalert.containers import Container
+from stockalert.adapters.sql.engine import make_engine
+from stockalert.adapters.sql.migrate import current_revision, upgrade
+from stockalert.containers import Container, in_memory_config
 from stockalert.domain.commands import (
     CleanUp,
     CollectPrices,
@@ -28,7 +30,7 @@ from stockalert.domain.commands import (
     LoadAlerts,
     RetryPendingNotifications,
 )
-from stockalert.entrypoints.settings import embedded_config
+from stockalert.entrypoints.settings import cleaner_config, embedded_config, storage_config
 
 log = logging.getLogger("stockalert.run")
 MAX_BACKOFF_S = 30.0
@@ -69,6 +71,15 @@ class Periodic(threading.Thread):
                     # One failed cycle must not end the loop; the next cycle retries.
                     log.exception("event=cycle_failed command=%s", type(command).__name__)
             self._halt.wait(self._interval)
+
+
+def cleanup_command(settings: Mapping[str, Any]) -> CleanUp:
+    """The CleanUp command of the retention settings."""
+    return CleanUp(
+        float(settings["quote_retention_s"]),
+        int(settings["keep_quotes"]),
+        float(settings["request_ttl_s"]),
+    )
 
 
 def prepare_database(container: Container, halt: threading.Event) -> bool:
@@ -124,13 +135,7 @@ def run(environ: Mapping[str, str], stop: threading.Event | None = None) -> None
             Periodic(
                 "cleaner",
                 container,
-                [
-                    CleanUp(
-                        cleaner["quote_retention_s"],
-                        cleaner["keep_quotes"],
-                        cleaner["request_ttl_s"],
-                    )
-                ],
+                [cleanup_command(cleaner)],
                 float(cleaner["interval_s"]),
                 halt,
             ),
@@ -152,6 +157,58 @@ def run(environ: Mapping[str, str], stop: threading.Event | None = None) -> None
     finally:
         container.shutdown_resources()
     log.info("event=stopped")
+
+
+def serve_cleaner(environ: Mapping[str, str], stop: threading.Event | None = None) -> None:
+    """The cleaner role: retention on the shared database every STOCKALERT_CLEAN_INTERVAL s."""
+    halt = stop or threading.Event()
+    container = Container()
+    container.config.from_dict(
+        in_memory_config(
+            **storage_config(environ),
+            cleaner=cleaner_config(environ),
+            # The cleaner signs no token and sends no mail: throwaway values for the wiring.
+            auth_secret=secrets.token_urlsafe(48),
+        )
+    )
+    container.check_dependencies()
+    settings = container.config.cleaner()
+    try:
+        if not prepare_database(container, halt):
+            return
+        loop = Periodic(
+            "cleaner",
+            container,
+            [
+                CleanUp(
+                    settings["quote_retention_s"],
+                    settings["keep_quotes"],
+                    settings["request_ttl_s"],
+                )
+            ],
+            float(settings["interval_s"]),
+            halt,
+        )
+        log.info("event=started role=cleaner interval_s=%g", settings["interval_s"])
+        loop.start()
+        halt.wait()
+        loop.join(timeout=30)
+    finally:
+        container.shutdown_resources()
+    log.info("event=stopped role=cleaner")
+
+
+def upgrade_database(environ: Mapping[str, str]) -> str:
+    """`stockalert db upgrade`: migrate STOCKALERT_DB_URL to head; returns the revision."""
+    url = storage_config(environ)["db_url"]
+    if url == "memory://":
+        return "memory (nothing to migrate)"
+    engine = make_engine(url)
+    try:
+        upgrade(engine)
+        return str(current_revision(engine))
+    finally:
+        engine.dispose()
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
