@@ -214,7 +214,8 @@ class MemoryNotificationLedger(_Repo):
         self._journal().set(self._store.notifications, record.notification.notification_id, record)
 
     def pending(self) -> list[NotificationRecord]:
-        return [r for r in self._store.notifications.values() if r.status == "PENDING"]
+        pending = [r for r in self._store.notifications.values() if r.status == "PENDING"]
+        return sorted(pending, key=lambda r: r.notification.quoted_at)
 
     def delete_for_user(self, user_id: str) -> None:
         doomed = [

@@ -1,0 +1,94 @@
+"""Fixtures for tests against real servers.
+
+The MariaDB URL comes from STOCKALERT_TEST_DB_URL (written by `scripts/dev-services start`
+into .state/services.env). Without it the MariaDB cases are skipped locally, but when CI is
+set a missing server is a failure: CI must never pass by skipping.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, text
+
+from stockalert.adapters.memory import ManualClock, MemoryStore, MemoryUnitOfWork
+from stockalert.adapters.sql import tables
+from stockalert.adapters.sql.engine import make_engine
+from stockalert.adapters.sql.migrate import upgrade
+from stockalert.adapters.sql.uow import SqlUnitOfWork
+from stockalert.domain.ports import UnitOfWork
+
+UowFactory = Callable[[], UnitOfWork]
+BACKENDS = ["memory", "sqlite", "mariadb"]
+
+
+def mariadb_url() -> str:
+    """The test database URL, or skip (fail under CI) when no server is configured."""
+    url = os.environ.get("STOCKALERT_TEST_DB_URL", "")
+    if not url:
+        message = "STOCKALERT_TEST_DB_URL is not set: run scripts/dev-services start"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI must not skip integration tests)")
+        pytest.skip(message)
+    return url
+
+
+def empty_tables(engine: Engine) -> None:
+    """Delete every row, children first (faster than re-creating the schema per test)."""
+    with engine.begin() as conn:
+        for table in reversed(tables.metadata.sorted_tables):
+            conn.execute(table.delete())
+
+
+@pytest.fixture(scope="session")
+def mariadb_engine() -> Iterator[Engine]:
+    """A migrated MariaDB test database (session-wide)."""
+    engine = make_engine(mariadb_url())
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as err:  # noqa: BLE001 - any failure to connect means the same here
+        if os.environ.get("CI"):
+            pytest.fail(f"MariaDB at STOCKALERT_TEST_DB_URL is not reachable: {err}")
+        pytest.skip(f"MariaDB not reachable: {err}")
+    upgrade(engine)
+    yield engine
+    engine.dispose()
+
+
+def sql_engine_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Engine:
+    """A migrated, empty database of the backend."""
+    if backend == "sqlite":
+        engine = make_engine(f"sqlite:///{tmp_path / 'test.db'}")
+        upgrade(engine)
+        request.addfinalizer(engine.dispose)
+        return engine
+    engine = request.getfixturevalue("mariadb_engine")
+    empty_tables(engine)
+    return engine
+
+
+@pytest.fixture(params=BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each repository contract test runs once per storage backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+def uow_factory(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, clock: ManualClock
+) -> UowFactory:
+    """New units of work over one fresh database of the backend."""
+    if backend == "memory":
+        store = MemoryStore()
+        return lambda: MemoryUnitOfWork(store)
+    engine = sql_engine_for(backend, tmp_path, request)
+    return lambda: SqlUnitOfWork(engine, clock.now)
