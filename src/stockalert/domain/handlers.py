@@ -141,11 +141,11 @@ def _store_subscription(
     states = []
     for side in (Side.HIGH, Side.LOW):
         current = uow.alert_states.get(sub.subscription_id, side)
-        state = adopt_change(side, old, current, sub)
-        uow.alert_states.save(sub.subscription_id, side, state)
-        states.append(state)
+        states.append(adopt_change(side, old, current, sub))
+    uow.subscriptions.save(sub)  # first: a state row belongs to an existing subscription
     high, low = states
-    uow.subscriptions.save(sub)
+    uow.alert_states.save(sub.subscription_id, Side.HIGH, high)
+    uow.alert_states.save(sub.subscription_id, Side.LOW, low)
     uow.record(SubscriptionSet(sub, high, low))
     return high, low
 
