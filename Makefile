@@ -22,9 +22,11 @@ run: install
 protos: install
 	scripts/gen-protos
 
-## The whole test suite, as CI runs it: lint, types, unit and integration tests.
+## The whole test suite, as CI runs it: lint, types, unit and integration tests against the
+## real servers of scripts/dev-services (started if needed; `scripts/dev-services stop` ends them).
 test: lint typecheck
-	$(BIN)/python -m pytest -n 2 --dist worksteal
+	scripts/dev-services start
+	. .state/services.env && $(BIN)/python -m pytest -n 2 --dist worksteal
 
 lint: install
 	$(BIN)/ruff check src tests bench
