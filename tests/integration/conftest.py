@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
 
 from stockalert.adapters.memory import ManualClock, MemoryStore, MemoryUnitOfWork
 from stockalert.adapters.sql import tables
@@ -43,17 +44,31 @@ def empty_tables(engine: Engine) -> None:
             conn.execute(table.delete())
 
 
+def worker_database_url(base_url: str) -> str:
+    """A database of this pytest-xdist worker's own (created if missing), so that parallel
+    workers never empty or migrate each other's tables."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    base = make_url(base_url)
+    name = f"{base.database}_{worker}"
+    admin = make_engine(base_url)
+    try:
+        with admin.begin() as conn:
+            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
+    finally:
+        admin.dispose()
+    return base.set(database=name).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
 def mariadb_engine() -> Iterator[Engine]:
-    """A migrated MariaDB test database (session-wide)."""
-    engine = make_engine(mariadb_url())
+    """A migrated MariaDB test database of this worker (session-wide)."""
     try:
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
+        url = worker_database_url(mariadb_url())
     except Exception as err:  # noqa: BLE001 - any failure to connect means the same here
         if os.environ.get("CI"):
             pytest.fail(f"MariaDB at STOCKALERT_TEST_DB_URL is not reachable: {err}")
         pytest.skip(f"MariaDB not reachable: {err}")
+    engine = make_engine(url)
     upgrade(engine)
     yield engine
     engine.dispose()

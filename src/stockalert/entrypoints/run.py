@@ -156,7 +156,7 @@ def run(environ: Mapping[str, str], stop: threading.Event | None = None) -> None
             loop.join(timeout=30)
     finally:
         container.shutdown_resources()
-    log.info("event=stopped")
+        log.info("event=stopped")
 
 
 def serve_cleaner(environ: Mapping[str, str], stop: threading.Event | None = None) -> None:
@@ -195,7 +195,7 @@ def serve_cleaner(environ: Mapping[str, str], stop: threading.Event | None = Non
         loop.join(timeout=30)
     finally:
         container.shutdown_resources()
-    log.info("event=stopped role=cleaner")
+        log.info("event=stopped role=cleaner")
 
 
 def upgrade_database(environ: Mapping[str, str]) -> str:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import AbstractContextManager, contextmanager
+from contextlib import AbstractContextManager, contextmanager, suppress
 from datetime import datetime
 from types import TracebackType
 from typing import Self
@@ -68,9 +68,8 @@ class SqlUnitOfWork:
         tb: TracebackType | None,
     ) -> None:
         try:
-            self.rollback()
-        except DBAPIError:
-            pass  # the connection is gone; the server rolls the transaction back
+            with suppress(DBAPIError):  # the connection is gone; the server rolls back
+                self.rollback()
         finally:
             self._close()
         if exc is not None and is_outage(exc):
@@ -108,7 +107,9 @@ class SqlUnitOfWork:
             yield
         except BaseException:
             if nested.is_active:
-                nested.rollback()
+                # After a deadlock the server has dropped the savepoint: keep the real cause.
+                with suppress(DBAPIError):
+                    nested.rollback()
             del self._pending[mark:]
             raise
         nested.commit()
