@@ -7,12 +7,10 @@ TTL (a replayed request id then executes again).
 
 from __future__ import annotations
 
-import fcntl
 import os
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -50,18 +48,6 @@ REQUEST_TTL_S = 1 * DAY
 PASSWORD = "password123"
 
 
-@pytest.fixture
-def mariadb_lock() -> Iterator[None]:
-    """Serialise tests that share the MariaDB test database across processes (xdist)."""
-    path = Path(tempfile.gettempdir()) / "stockalert-test-mariadb.lock"
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 class System:
     """The bus over one backend, and a look at the quotes it stores."""
 
@@ -94,8 +80,6 @@ def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[System]:
     if request.param == "memory":
         container.config.from_dict(in_memory_config())
     else:
-        if request.param == "mariadb":
-            request.getfixturevalue("mariadb_lock")
         engine = sql_engine_for(str(request.param), tmp_path, request)
         url = engine.url.render_as_string(hide_password=False)
         container.config.from_dict(in_memory_config(storage="sql", db_url=url, read_db_url=url))

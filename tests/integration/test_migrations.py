@@ -6,8 +6,6 @@ to base, drop the version table) and leave it migrated to head and empty for the
 
 from __future__ import annotations
 
-import fcntl
-import tempfile
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -34,18 +32,6 @@ MODEL_TABLES = sorted(tables.metadata.tables)
 UNREACHABLE_URL = "mysql+pymysql://u:p@127.0.0.1:1/db"
 
 
-@pytest.fixture
-def mariadb_lock() -> Iterator[None]:
-    """Serialise tests that share the MariaDB test database across processes (xdist)."""
-    path = Path(tempfile.gettempdir()) / "stockalert-test-mariadb.lock"
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 def drop_everything(engine: Engine) -> None:
     """Back to an empty database: downgrade to base, then drop the version table."""
     downgrade(engine, "base")
@@ -63,7 +49,6 @@ def empty_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Engine]
         finally:
             engine.dispose()
         return
-    request.getfixturevalue("mariadb_lock")
     engine = request.getfixturevalue("mariadb_engine")
     drop_everything(engine)
     try:

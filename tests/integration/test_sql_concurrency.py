@@ -7,8 +7,6 @@ proper answer: the stored reply, ALREADY_EXISTS, or the winner's row updated.
 
 from __future__ import annotations
 
-import fcntl
-import tempfile
 import threading
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -31,23 +29,9 @@ THREADS = 20
 PASSWORD = "password123"
 
 
-@pytest.fixture
-def mariadb_lock() -> Iterator[None]:
-    """Serialise tests that share the MariaDB test database across processes (xdist)."""
-    path = Path(tempfile.gettempdir()) / "stockalert-test-mariadb.lock"
-    with path.open("a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
 @pytest.fixture(params=["sqlite", "mariadb"])
 def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
     """A migrated, empty database of the backend."""
-    if request.param == "mariadb":
-        request.getfixturevalue("mariadb_lock")
     return sql_engine_for(str(request.param), tmp_path, request)
 
 
