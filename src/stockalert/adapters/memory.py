@@ -34,6 +34,7 @@ from stockalert.domain.model import (
     Ticker,
     TickerStatus,
     User,
+    visible_ticker_status,
 )
 from stockalert.domain.ports import (
     MailPermanentError,
@@ -60,6 +61,8 @@ class MemoryStore:
         self.sub_by_user_ticker: dict[tuple[str, Ticker], str] = {}
         self.alert_states: dict[tuple[str, Side], SideState] = {}
         self.quotes: dict[Ticker, list[Quote]] = {}  # ascending quoted_at
+        self.ticker_status: dict[Ticker, tuple[TickerStatus, str | None, datetime]] = {}
+        self.collected_at: dict[Ticker, datetime] = {}
         self.notifications: dict[str, NotificationRecord] = {}
         self.requests: dict[RequestKey, StoredReply] = {}
 
@@ -174,6 +177,9 @@ class MemoryQuoteRepository(_Repo):
     def latest_quotes(self) -> list[Quote]:
         return [quotes[-1] for quotes in self._store.quotes.values() if quotes]
 
+    def latest_collected_at(self, ticker: Ticker) -> datetime | None:
+        return self._store.collected_at.get(ticker) if self._store.quotes.get(ticker) else None
+
     def prune(self, older_than: datetime, keep_newest: int) -> int:
         followed = {ticker for _, ticker in self._store.sub_by_user_ticker}
         removed = 0
@@ -196,6 +202,20 @@ class MemoryQuoteRepository(_Repo):
         new = list(old)
         bisect.insort(new, quote, key=lambda q: q.quoted_at)
         self._journal().set(self._store.quotes, quote.ticker, new)
+        previous = self._store.collected_at.get(quote.ticker)
+        if previous is None or collected_at > previous:
+            self._journal().set(self._store.collected_at, quote.ticker, collected_at)
+
+
+class MemoryTickerStatusRepository(_Repo):
+    """Ticker statuses by ticker."""
+
+    def save(self, ticker: Ticker, status: TickerStatus, reason: str | None, at: datetime) -> None:
+        self._journal().set(self._store.ticker_status, ticker, (status, reason, at))
+
+    def get(self, ticker: Ticker) -> TickerStatus | None:
+        entry = self._store.ticker_status.get(ticker)
+        return None if entry is None else entry[0]
 
 
 class MemoryNotificationLedger(_Repo):
@@ -261,6 +281,7 @@ class MemoryUnitOfWork:
         self.subscriptions = MemorySubscriptionRepository(store, journal)
         self.alert_states = MemoryAlertStateRepository(store, journal)
         self.quotes = MemoryQuoteRepository(store, journal)
+        self.tickers = MemoryTickerStatusRepository(store, journal)
         self.notifications = MemoryNotificationLedger(store, journal)
         self.requests = MemoryRequestLedger(store, journal)
 
@@ -337,10 +358,9 @@ class MemoryReadModel:
             for sub in subs:
                 high = self._store.alert_states.get((sub.subscription_id, Side.HIGH), ARMED)
                 low = self._store.alert_states.get((sub.subscription_id, Side.LOW), ARMED)
-                status = (
-                    TickerStatus.ACTIVE
-                    if self._store.quotes.get(sub.ticker)
-                    else TickerStatus.PENDING
+                marked = self._store.ticker_status.get(sub.ticker)
+                status = visible_ticker_status(
+                    None if marked is None else marked[0], bool(self._store.quotes.get(sub.ticker))
                 )
                 views.append(SubscriptionView.of(sub, high, low, status))
             return views

@@ -132,7 +132,10 @@ class LoginUser(Command):
 
 @attrs.frozen
 class CollectPrices(Command):
-    """One collection cycle: fetch the tickers in use, store and publish the new quotes."""
+    """One collection cycle: fetch the tickers in use, store and publish the new quotes,
+    and mark each ticker ACTIVE, UNKNOWN or STALE (no quote newer than `stale_after_s`)."""
+
+    stale_after_s: float = 3600.0
 
 
 @attrs.frozen

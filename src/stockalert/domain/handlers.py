@@ -8,7 +8,8 @@ their own unit of work.
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
+from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 import attrs
 
@@ -62,11 +63,13 @@ from stockalert.domain.model import (
 )
 from stockalert.domain.ports import (
     Clock,
+    FetchFailed,
     IdGenerator,
     Mailer,
     MailPermanentError,
     MailTemporaryError,
     PasswordHasher,
+    PriceResult,
     PriceSource,
     TokenIssuer,
     UnitOfWork,
@@ -288,6 +291,39 @@ def login_user(
 # ----- internal commands -------------------------------------------------------------------
 
 
+def _mark_tickers(
+    uow: UnitOfWork,
+    results: Mapping[Ticker, PriceResult],
+    tickers: set[Ticker],
+    stale_after: timedelta,
+    now: datetime,
+) -> None:
+    """ACTIVE, UNKNOWN, PENDING or STALE (no new quote collected for `stale_after`)."""
+    with uow:
+        for ticker in tickers:
+            result = results.get(ticker)
+            reason = result.reason if isinstance(result, FetchFailed) else None
+            if isinstance(result, UnknownTicker):
+                status, reason = TickerStatus.UNKNOWN, "the price source does not know this symbol"
+            else:
+                fresh_at = uow.quotes.latest_collected_at(ticker)
+                if fresh_at is None:
+                    status = TickerStatus.PENDING
+                elif now - fresh_at > stale_after:
+                    status = TickerStatus.STALE
+                    reason = f"no new quote since {fresh_at.isoformat()}" + (
+                        f" ({reason})" if reason else ""
+                    )
+                else:
+                    status = TickerStatus.ACTIVE
+            if uow.tickers.get(ticker) is not status:
+                log.info(  # one line per change of status, not per cycle
+                    "event=ticker_status ticker=%s status=%s reason=%r", ticker, status, reason
+                )
+                uow.tickers.save(ticker, status, reason, now)
+        uow.commit()
+
+
 def collect_prices(
     cmd: CollectPrices, uow: UnitOfWork, *, source: PriceSource, clock: Clock
 ) -> CollectionReport:
@@ -307,6 +343,7 @@ def collect_prices(
         else:
             failed.append(ticker.value)
     stored = record_quotes(RecordQuotes(tuple(quotes)), uow, clock=clock)
+    _mark_tickers(uow, results, tickers, timedelta(seconds=cmd.stale_after_s), clock.now())
     report = CollectionReport(len(tickers), stored, tuple(sorted(unknown)), tuple(sorted(failed)))
     log.info(
         "event=collection_cycle tickers=%d stored=%d unknown=%s failed=%s",

@@ -105,6 +105,10 @@ class MessageBus:
         self._queries = dict(queries)
         self._event_lock = threading.RLock()
 
+    def subscribe(self, event_type: type[Event], handler: EventHandler) -> None:
+        """Add a handler for an event type (e.g. a publisher to other processes)."""
+        self._events.setdefault(event_type, []).append(handler)
+
     def handle(self, command: Command) -> object:
         """Execute a command; its events are handled before this returns."""
         handler = self._commands[type(command)]

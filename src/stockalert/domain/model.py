@@ -69,6 +69,15 @@ class TickerStatus(enum.StrEnum):
 
     PENDING = "PENDING"  # no quote collected yet
     ACTIVE = "ACTIVE"
+    UNKNOWN = "UNKNOWN"  # the price source does not know the symbol
+    STALE = "STALE"  # no fresh quote for longer than the stale limit
+
+
+def visible_ticker_status(marked: TickerStatus | None, has_quotes: bool) -> TickerStatus:
+    """What users see: the collector's mark, else PENDING / ACTIVE by the quotes stored."""
+    if marked is not None:
+        return marked
+    return TickerStatus.ACTIVE if has_quotes else TickerStatus.PENDING
 
 
 @attrs.frozen(cache_hash=True)

@@ -22,6 +22,7 @@ from stockalert.domain.model import (
     SideState,
     Subscription,
     Ticker,
+    TickerStatus,
     User,
 )
 from stockalert.domain.views import SubscriptionView
@@ -190,6 +191,10 @@ class QuoteRepository(Protocol):
     """Collected quotes."""
 
     def latest(self, ticker: Ticker) -> Quote | None: ...
+    def latest_collected_at(self, ticker: Ticker) -> datetime | None:
+        """When the newest new quote of the ticker was collected (freshness of the feed)."""
+        ...
+
     def latest_quotes(self) -> list[Quote]:
         """The newest stored quote of every ticker."""
         ...
@@ -200,6 +205,16 @@ class QuoteRepository(Protocol):
         """Drop quotes of tickers nobody follows, and of followed tickers those older than
         `older_than` that are not among the newest `keep_newest`; returns how many."""
         ...
+
+
+class TickerStatusRepository(Protocol):
+    """What the collector learnt about each ticker, for users to see."""
+
+    def save(
+        self, ticker: Ticker, status: TickerStatus, reason: str | None, at: datetime
+    ) -> None: ...
+
+    def get(self, ticker: Ticker) -> TickerStatus | None: ...
 
 
 class NotificationLedger(Protocol):
@@ -243,6 +258,7 @@ class UnitOfWork(Protocol):
     subscriptions: SubscriptionRepository
     alert_states: AlertStateRepository
     quotes: QuoteRepository
+    tickers: TickerStatusRepository
     notifications: NotificationLedger
     requests: RequestLedger
 

@@ -16,7 +16,15 @@ from stockalert.adapters.sql.repositories import (
     subscription_from_row,
 )
 from stockalert.domain.errors import Unavailable
-from stockalert.domain.model import ARMED, NotificationRecord, Quote, Side, Ticker, TickerStatus
+from stockalert.domain.model import (
+    ARMED,
+    NotificationRecord,
+    Quote,
+    Side,
+    Ticker,
+    TickerStatus,
+    visible_ticker_status,
+)
 from stockalert.domain.views import SubscriptionView
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -68,6 +76,12 @@ class SqlReadModel:
                     select(t.quotes.c.ticker).where(t.quotes.c.ticker.in_(tickers)).distinct()
                 )
             }
+            marked = {
+                row.ticker: TickerStatus(row.status)
+                for row in conn.execute(
+                    select(t.ticker_status).where(t.ticker_status.c.ticker.in_(tickers))
+                )
+            }
         views = []
         for row in rows:
             sub = subscription_from_row(row)
@@ -76,7 +90,7 @@ class SqlReadModel:
                     sub,
                     states.get((sub.subscription_id, Side.HIGH), ARMED),
                     states.get((sub.subscription_id, Side.LOW), ARMED),
-                    TickerStatus.ACTIVE if row.ticker in quoted else TickerStatus.PENDING,
+                    visible_ticker_status(marked.get(row.ticker), row.ticker in quoted),
                 )
             )
         return views

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import Connection, delete, func, insert, select, update
@@ -27,6 +27,7 @@ from stockalert.domain.model import (
     SideStatus,
     Subscription,
     Ticker,
+    TickerStatus,
     User,
 )
 from stockalert.domain.ports import StoredReply
@@ -267,6 +268,15 @@ class SqlQuoteRepository(_Repo):
         )
         return None if row is None else Quote(ticker, row.price, row.quoted_at)
 
+    def latest_collected_at(self, ticker: Ticker) -> datetime | None:
+        query = select(func.max(t.quotes.c.collected_at)).where(t.quotes.c.ticker == ticker.value)
+        value = self._conn().execute(query).scalar()
+        if value is None:
+            return None
+        if isinstance(value, str):  # SQLite returns max() of a DATETIME as text
+            value = datetime.fromisoformat(value)
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
     def latest_quotes(self) -> list[Quote]:
         newest = (
             select(t.quotes.c.ticker, func.max(t.quotes.c.quoted_at).label("at"))
@@ -311,6 +321,41 @@ class SqlQuoteRepository(_Repo):
                 delete(t.quotes).where(t.quotes.c.ticker == ticker, t.quotes.c.quoted_at < cutoff)
             ).rowcount
         return int(removed)
+
+
+class SqlTickerStatusRepository(_Repo):
+    """Ticker statuses by ticker."""
+
+    def save(self, ticker: Ticker, status: TickerStatus, reason: str | None, at: datetime) -> None:
+        values = {
+            "status": status.value,
+            "reason": None if reason is None else reason[:200],
+            "updated_at": at,
+        }
+        conn = self._conn()
+        changed = conn.execute(
+            update(t.ticker_status).where(t.ticker_status.c.ticker == ticker.value).values(**values)
+        ).rowcount
+        if not changed:
+            try:
+                with conn.begin_nested():
+                    conn.execute(insert(t.ticker_status).values(ticker=ticker.value, **values))
+            except IntegrityError:  # two collectors marked it at once: the later wins
+                conn.execute(
+                    update(t.ticker_status)
+                    .where(t.ticker_status.c.ticker == ticker.value)
+                    .values(**values)
+                )
+
+    def get(self, ticker: Ticker) -> TickerStatus | None:
+        status = (
+            self._conn()
+            .execute(
+                select(t.ticker_status.c.status).where(t.ticker_status.c.ticker == ticker.value)
+            )
+            .scalar()
+        )
+        return None if status is None else TickerStatus(status)
 
 
 class SqlNotificationLedger(_Repo):

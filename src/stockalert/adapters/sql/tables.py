@@ -161,3 +161,12 @@ request_ledger = Table(
     Column("result", JSON(), nullable=True),
     Column("created_at", UtcDateTime(), nullable=False, index=True),
 )
+
+ticker_status = Table(
+    "ticker_status",
+    metadata,
+    Column("ticker", String(TICKER_LENGTH), primary_key=True),
+    Column("status", String(8), nullable=False),
+    Column("reason", String(200), nullable=True),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)

@@ -17,6 +17,7 @@ from stockalert.adapters.sql.repositories import (
     SqlQuoteRepository,
     SqlRequestLedger,
     SqlSubscriptionRepository,
+    SqlTickerStatusRepository,
     SqlUserRepository,
 )
 from stockalert.domain.errors import Unavailable
@@ -43,6 +44,7 @@ class SqlUnitOfWork:
         self.subscriptions = SqlSubscriptionRepository(self._conn)
         self.alert_states = SqlAlertStateRepository(self._conn)
         self.quotes = SqlQuoteRepository(self._conn)
+        self.tickers = SqlTickerStatusRepository(self._conn)
         self.notifications = SqlNotificationLedger(self._conn)
         self.requests = SqlRequestLedger(self._conn, now)
 
