@@ -20,8 +20,14 @@ from stockalert.domain.commands import (
     RetryPendingNotifications,
     SetSubscription,
 )
-from stockalert.domain.events import AlertRaised, PriceUpdated, SubscriptionRemoved, SubscriptionSet
-from stockalert.domain.messagebus import MessageBus
+from stockalert.domain.events import (
+    AlertRaised,
+    Event,
+    PriceUpdated,
+    SubscriptionRemoved,
+    SubscriptionSet,
+)
+from stockalert.domain.messagebus import EventHandler, MessageBus
 from stockalert.domain.ports import (
     Clock,
     IdGenerator,
@@ -52,10 +58,18 @@ def build_bus(
     tokens: TokenIssuer,
     source: PriceSource,
     clock: Clock,
+    alerting: bool = True,
 ) -> MessageBus:
-    """The embedded wiring: every role's handlers on one in-process bus."""
+    """Every role's handlers on one in-process bus; `alerting=False` leaves price updates to
+    other processes (the collector role), which evaluate and deliver alerts."""
     # Unknown e-mails are checked against this, so a failed login takes as long either way.
     decoy_hash = hasher.hash(secrets.token_urlsafe(16))
+    alert_handlers: dict[type[Event], list[EventHandler]] = {
+        SubscriptionSet: [partial(handlers.index_subscription, alerts=alerts)],
+        SubscriptionRemoved: [partial(handlers.unindex_subscription, alerts=alerts)],
+        PriceUpdated: [partial(handlers.apply_price_update, alerts=alerts)],
+        AlertRaised: [partial(handlers.deliver_notification, mailer=mailer, clock=clock)],
+    }
     return MessageBus(
         uow_factory=uow_factory,
         clock=clock,
@@ -79,12 +93,7 @@ def build_bus(
                 handlers.retry_pending_notifications, mailer=mailer, clock=clock
             ),
         },
-        events={
-            SubscriptionSet: [partial(handlers.index_subscription, alerts=alerts)],
-            SubscriptionRemoved: [partial(handlers.unindex_subscription, alerts=alerts)],
-            PriceUpdated: [partial(handlers.apply_price_update, alerts=alerts)],
-            AlertRaised: [partial(handlers.deliver_notification, mailer=mailer, clock=clock)],
-        },
+        events=alert_handlers if alerting else {},
         queries={
             Authenticate: partial(
                 query_handlers.authenticate, read=read_model, tokens=tokens, clock=clock

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ from sqlalchemy import Engine
 
 from stockalert import bootstrap
 from stockalert.adapters import memory
+from stockalert.adapters.breaker import BreakerPriceSource, CircuitBreaker
 from stockalert.adapters.grpc.server import serve
 from stockalert.adapters.outbox import OutboxMailer
 from stockalert.adapters.passwords import Argon2Hasher
@@ -20,7 +22,13 @@ from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
+from stockalert.adapters.yfinance_source import YFinancePriceSource
 from stockalert.domain.alerting.tracker import AlertTracker
+
+
+def yfinance_cache_dir(state_dir: str) -> Path:
+    """yfinance's caches live in our state folder, nowhere else."""
+    return Path(state_dir) / "yfinance"
 
 
 def sql_engine(url: str, read_only: bool = False) -> Iterator[Engine]:
@@ -68,12 +76,28 @@ class Container(containers.DeclarativeContainer):
             OutboxMailer, directory=providers.Factory(Path, config.mail.outbox_dir)
         ),
     )
-    price_source = providers.Selector(
-        config.prices.kind,
-        static=providers.Singleton(memory.StaticPriceSource),
-        replay=providers.Singleton(
-            ReplayPriceSource, path=providers.Factory(Path, config.prices.path)
+    breaker = providers.Singleton(
+        CircuitBreaker,
+        clock=providers.Object(time.monotonic),
+        failure_threshold=config.breaker.failures,
+        recovery_timeout_s=config.breaker.recovery_s,
+        slow_call_s=config.breaker.slow_s,
+    )
+    price_source = providers.Singleton(
+        BreakerPriceSource,
+        source=providers.Selector(
+            config.prices.kind,
+            static=providers.Singleton(memory.StaticPriceSource),
+            replay=providers.Singleton(
+                ReplayPriceSource, path=providers.Factory(Path, config.prices.path)
+            ),
+            yfinance=providers.Singleton(
+                YFinancePriceSource,
+                cache_dir=providers.Factory(yfinance_cache_dir, config.state_dir),
+                timeout_s=config.fetch_timeout_s,
+            ),
         ),
+        breaker=breaker,
     )
 
     bus = providers.Singleton(
@@ -87,6 +111,7 @@ class Container(containers.DeclarativeContainer):
         tokens=tokens,
         source=price_source,
         clock=clock,
+        alerting=config.alerting,
     )
 
     grpc_server = providers.Resource(serve, bus=bus, clock=clock, address=config.grpc_addr)
@@ -102,6 +127,10 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
         "auth_secret": "test-secret-that-is-long-enough-for-hs256-signing",
         "grpc_addr": "127.0.0.1:0",
         "collect_interval": 1.0,
+        "stale_after_s": 3600.0,
+        "fetch_timeout_s": 10.0,
+        "alerting": True,
+        "breaker": {"failures": 3, "recovery_s": 300.0, "slow_s": 30.0},
         "cleaner": {
             "quote_retention_s": 7 * 24 * 3600.0,
             "keep_quotes": 20,

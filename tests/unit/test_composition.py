@@ -51,9 +51,11 @@ def test_container_providers_can_be_overridden_with_fakes() -> None:
     ("variable", "value", "message"),
     [
         ("STOCKALERT_DB_URL", "oracle://nowhere", "STOCKALERT_DB_URL='oracle://nowhere'"),
-        ("STOCKALERT_PRICE_SOURCE", "", "STOCKALERT_PRICE_SOURCE='' must be replay:PATH"),
+        ("STOCKALERT_PRICE_SOURCE", "", "STOCKALERT_PRICE_SOURCE='' must be yfinance or replay"),
+        ("STOCKALERT_PRICE_SOURCE", "bloomberg", "must be yfinance or replay:PATH"),
         ("STOCKALERT_PRICE_SOURCE", "replay:/no/such.csv", "no such file"),
-        ("STOCKALERT_PRICE_SOURCE", "yfinance", "not available in this build"),
+        ("STOCKALERT_STALE_AFTER_S", "-5", "STOCKALERT_STALE_AFTER_S='-5' must be at least"),
+        ("STOCKALERT_BREAKER_FAILURES", "0", "STOCKALERT_BREAKER_FAILURES='0'"),
         ("STOCKALERT_GRPC_ADDR", "localhost", "STOCKALERT_GRPC_ADDR='localhost' must be HOST:PORT"),
         ("STOCKALERT_GRPC_ADDR", "h:99999", "must be HOST:PORT"),
         ("STOCKALERT_COLLECT_INTERVAL", "soon", "STOCKALERT_COLLECT_INTERVAL='soon'"),

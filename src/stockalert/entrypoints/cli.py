@@ -281,13 +281,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stockalert.entrypoints.run import (  # noqa: PLC0415 - server code only for `serve`
         configure_logging,
         install_signal_handlers,
-        serve_cleaner,
+        serve_role,
     )
 
     configure_logging()
     stop = threading.Event()
     install_signal_handlers(stop)
-    serve_cleaner(os.environ, stop)
+    serve_role(args.role, os.environ, stop)
     return EXIT_OK
 
 
@@ -379,9 +379,10 @@ def build_parser() -> argparse.ArgumentParser:
     serve = add(
         "serve",
         cmd_serve,
-        "run one role as its own process (this build: cleaner; the others arrive with Kafka)",
+        "run one role as its own process on the shared database (this build: cleaner, "
+        "collector; the others arrive with Kafka)",
     )
-    serve.add_argument("role", choices=["cleaner"])
+    serve.add_argument("role", choices=["cleaner", "collector"])
     db = add("db", lambda _: EXIT_USAGE, "database administration")
     db_sub = db.add_subparsers(dest="db_command", metavar="DB_COMMAND", required=True)
     upgrade = db_sub.add_parser(

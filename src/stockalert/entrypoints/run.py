@@ -30,7 +30,12 @@ from stockalert.domain.commands import (
     LoadAlerts,
     RetryPendingNotifications,
 )
-from stockalert.entrypoints.settings import cleaner_config, embedded_config, storage_config
+from stockalert.entrypoints.settings import (
+    cleaner_config,
+    collector_config,
+    embedded_config,
+    storage_config,
+)
 
 log = logging.getLogger("stockalert.run")
 MAX_BACKOFF_S = 30.0
@@ -43,6 +48,10 @@ def configure_logging(level: int = logging.INFO) -> None:
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         force=True,
     )
+    # Library warnings (pandas inside yfinance emits many per cycle) become log records at
+    # WARNING; the py.warnings logger is raised to ERROR so they do not flood the log.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
 
 
 class Periodic(threading.Thread):
@@ -128,7 +137,7 @@ def run(environ: Mapping[str, str], stop: threading.Event | None = None) -> None
             Periodic(
                 "collector",
                 container,
-                [RetryPendingNotifications(), CollectPrices()],
+                [RetryPendingNotifications(), CollectPrices(float(config["stale_after_s"]))],
                 float(config["collect_interval"]),
                 halt,
             ),
@@ -159,43 +168,50 @@ def run(environ: Mapping[str, str], stop: threading.Event | None = None) -> None
         log.info("event=stopped")
 
 
-def serve_cleaner(environ: Mapping[str, str], stop: threading.Event | None = None) -> None:
-    """The cleaner role: retention on the shared database every STOCKALERT_CLEAN_INTERVAL s."""
-    halt = stop or threading.Event()
+def role_container(environ: Mapping[str, str], **settings: Any) -> Container:
+    """A container for one role over the shared database; it signs no token and sends no mail
+    (throwaway values keep the shared wiring complete)."""
     container = Container()
     container.config.from_dict(
         in_memory_config(
             **storage_config(environ),
-            cleaner=cleaner_config(environ),
-            # The cleaner signs no token and sends no mail: throwaway values for the wiring.
+            state_dir=environ.get("STOCKALERT_STATE_DIR", "").strip() or ".stockalert",
             auth_secret=secrets.token_urlsafe(48),
+            **settings,
         )
     )
     container.check_dependencies()
-    settings = container.config.cleaner()
+    return container
+
+
+def serve_role(role: str, environ: Mapping[str, str], stop: threading.Event | None = None) -> None:
+    """`stockalert serve cleaner|collector`: one role's loop on the shared database."""
+    halt = stop or threading.Event()
+    if role == "cleaner":
+        settings = cleaner_config(environ)
+        container = role_container(environ, cleaner=settings)
+        commands: list[Command] = [cleanup_command(settings)]
+        interval = float(settings["interval_s"])
+    elif role == "collector":
+        collector = collector_config(environ)
+        # Until Kafka carries PriceUpdated to the alert system, the collector stores quotes
+        # and ticker statuses; alerts are evaluated where the alert engine runs.
+        container = role_container(environ, alerting=False, **collector)
+        commands = [CollectPrices(float(collector["stale_after_s"]))]
+        interval = float(collector["collect_interval"])
+    else:
+        raise ValueError(f"unknown role {role!r}")
     try:
         if not prepare_database(container, halt):
             return
-        loop = Periodic(
-            "cleaner",
-            container,
-            [
-                CleanUp(
-                    settings["quote_retention_s"],
-                    settings["keep_quotes"],
-                    settings["request_ttl_s"],
-                )
-            ],
-            float(settings["interval_s"]),
-            halt,
-        )
-        log.info("event=started role=cleaner interval_s=%g", settings["interval_s"])
+        loop = Periodic(role, container, commands, interval, halt)
+        log.info("event=started role=%s interval_s=%g", role, interval)
         loop.start()
         halt.wait()
         loop.join(timeout=30)
     finally:
         container.shutdown_resources()
-        log.info("event=stopped role=cleaner")
+        log.info("event=stopped role=%s", role)
 
 
 def upgrade_database(environ: Mapping[str, str]) -> str:

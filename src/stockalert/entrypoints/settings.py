@@ -93,6 +93,23 @@ def storage_config(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
+def collector_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """Price source, collection interval, staleness, fetch timeout and breaker settings."""
+    return {
+        "prices": _prices(environ),
+        "collect_interval": _seconds(
+            environ, "STOCKALERT_COLLECT_INTERVAL", DEFAULT_COLLECT_INTERVAL_S
+        ),
+        "stale_after_s": _seconds(environ, "STOCKALERT_STALE_AFTER_S", 3600.0, minimum=1.0),
+        "fetch_timeout_s": _seconds(environ, "STOCKALERT_FETCH_TIMEOUT_S", 10.0, minimum=0.1),
+        "breaker": {
+            "failures": _count(environ, "STOCKALERT_BREAKER_FAILURES", 3),
+            "recovery_s": _seconds(environ, "STOCKALERT_BREAKER_RECOVERY_S", 300.0, minimum=0.1),
+            "slow_s": _seconds(environ, "STOCKALERT_BREAKER_SLOW_S", 30.0, minimum=0.1),
+        },
+    }
+
+
 def cleaner_config(environ: Mapping[str, str]) -> dict[str, float | int]:
     """Retention settings of the cleaner."""
     return {
@@ -117,12 +134,10 @@ def _prices(environ: Mapping[str, str]) -> dict[str, str]:
             raise ConfigError(f"STOCKALERT_PRICE_SOURCE={raw!r}: no such file {path}")
         return {"kind": "replay", "path": str(path)}
     if raw == "yfinance":
-        raise ConfigError(
-            "STOCKALERT_PRICE_SOURCE=yfinance is not available in this build yet "
-            "(use replay:PATH; yfinance arrives with the price-collection issue)"
-        )
+        return {"kind": "yfinance", "path": ""}
     raise ConfigError(
-        f"STOCKALERT_PRICE_SOURCE={raw!r} must be replay:PATH (a CSV timestamp,ticker,price)"
+        f"STOCKALERT_PRICE_SOURCE={raw!r} must be yfinance or replay:PATH "
+        "(a CSV timestamp,ticker,price)"
     )
 
 
@@ -161,9 +176,7 @@ def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "state_dir": str(state_dir),
         "auth_secret": _auth_secret(environ, state_dir),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
-        "collect_interval": _seconds(
-            environ, "STOCKALERT_COLLECT_INTERVAL", DEFAULT_COLLECT_INTERVAL_S
-        ),
         "mail": {"kind": "outbox", "outbox_dir": outbox},
-        "prices": _prices(environ),
+        "alerting": True,
+        **collector_config(environ),
     }
