@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run protos test lint typecheck unit bench clean
+.PHONY: install run protos test lint typecheck unit bench bench-collector clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ unit: install
 
 bench: install
 	$(BIN)/python -m bench.alert_engine
+
+bench-collector: install
+	$(BIN)/python -m bench.collector
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis
