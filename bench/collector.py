@@ -1,19 +1,24 @@
-"""Benchmark: one collection cycle through YFinancePriceSource, concurrent versus sequential.
+"""Benchmark: one collection cycle through the yfinance adapter, concurrent versus sequential.
 
-    python -m bench.collector [--tickers N] [--latency-ms MS] [--workers N] [--chunk N]
+    python -m bench.collector [--via quote|chart] [--tickers N] [--latency-ms MS]
+                              [--workers N] [--chunk N]
 
-Offline: the transport is the test suite's fake Yahoo (tests/unit/yahoo_fake.py) mounted on a
-requests.Session; it sleeps `latency-ms` in every HTTP request and answers recorded-style
-chart JSON that yfinance's real code parses (one pandas frame per ticker). Each variant
-first runs a warm-up fetch of a few tickers, so the cookie/crumb handshake and the imports
-are not timed; then one full `fetch()` of every ticker is timed.
+Offline: the transport is the test suite's fake Yahoo (tests/unit/yahoo_fake*.py) mounted on
+a requests.Session; it sleeps `latency-ms` in every HTTP request and answers recorded-style
+JSON that yfinance's real code parses. `--via quote` (default, the production adapter
+YFinanceQuotePriceSource: quoteSummary + v7 quote, parsed by yfinance's Quote scraper into a
+dict) or `--via chart` (YFinancePriceSource: the chart API, parsed by yfinance's history code
+into pandas frames). Each variant first runs a warm-up fetch of a few tickers, so the
+cookie/crumb handshake and the imports are not timed; then one full `fetch()` of every
+ticker is timed.
 
 * concurrent: the adapter as configured for production (`--workers`, default 32);
 * sequential: the original design, one ticker after the other: the same adapter and the
   same yfinance calls with max_workers=1.
 
-yfinance parses every answer into pandas frames under the GIL, so the concurrent cycle is
-bounded below by tickers x CPU per ticker (printed), whatever the number of workers.
+Via chart, yfinance builds pandas frames (8-11 ms CPU per ticker under the GIL), so a cycle
+is bounded by CPU; via quote it is ~1-2 ms per ticker and the cycle is bounded by the two
+round trips per ticker over the workers.
 The last line is machine-readable.
 """
 
@@ -28,7 +33,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.unit.yahoo_fake import FakeSymbol, FakeYahoo
+from tests.unit.yahoo_fake_quote import FakeYahooQuote
 
+from stockalert.adapters.yfinance_quote_source import YFinanceQuotePriceSource
 from stockalert.adapters.yfinance_source import YFinancePriceSource
 from stockalert.domain.model import Quote, Ticker
 
@@ -46,11 +53,16 @@ class Cycle:
 
 
 def run_cycle(
-    tickers: list[Ticker], latency_s: float, workers: int, chunk: int, cache_dir: Path
+    via: str, tickers: list[Ticker], latency_s: float, workers: int, chunk: int, cache_dir: Path
 ) -> Cycle:
     """Warm up, then time one fetch of every ticker through a fresh source and fake Yahoo."""
-    yahoo = FakeYahoo(latency_s=latency_s, default=FakeSymbol(price=123.45))
-    src = YFinancePriceSource(
+    fake, source = (
+        (FakeYahooQuote, YFinanceQuotePriceSource)
+        if via == "quote"
+        else (FakeYahoo, YFinancePriceSource)
+    )
+    yahoo = fake(latency_s=latency_s, default=FakeSymbol(price=123.45))
+    src = source(
         session_factory=yahoo.session,
         cache_dir=cache_dir,
         max_workers=workers,
@@ -70,6 +82,7 @@ def run_cycle(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--via", choices=["quote", "chart"], default="quote")
     parser.add_argument("--tickers", type=int, default=500)
     parser.add_argument("--latency-ms", type=int, default=50)
     parser.add_argument("--workers", type=int, default=32)
@@ -84,16 +97,18 @@ def main() -> None:
     tickers = [Ticker(f"T{i:04d}") for i in range(args.tickers)]
     latency_s = args.latency_ms / 1000
     with tempfile.TemporaryDirectory(prefix="bench-collector-") as state:
-        concurrent = run_cycle(tickers, latency_s, args.workers, args.chunk, Path(state))
+        concurrent = run_cycle(args.via, tickers, latency_s, args.workers, args.chunk, Path(state))
         print(
-            f"concurrent  workers={args.workers} chunk={args.chunk}: {concurrent.wall_s:6.2f} s"
+            f"via {args.via}: concurrent  workers={args.workers} chunk={args.chunk}:"
+            f" {concurrent.wall_s:6.2f} s"
             f" wall, {concurrent.cpu_s:5.2f} s CPU"
             f" ({concurrent.cpu_s / len(tickers) * 1000:.1f} ms CPU per ticker),"
             f" {concurrent.requests} HTTP requests"
         )
-        sequential = run_cycle(tickers, latency_s, 1, 1, Path(state))
+        sequential = run_cycle(args.via, tickers, latency_s, 1, 1, Path(state))
         print(
-            f"sequential  one ticker after the other: {sequential.wall_s:6.2f} s wall,"
+            f"via {args.via}: sequential  one ticker after the other:"
+            f" {sequential.wall_s:6.2f} s wall,"
             f" {sequential.cpu_s:5.2f} s CPU, {sequential.requests} HTTP requests"
         )
     print(

@@ -22,6 +22,7 @@ from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
+from stockalert.adapters.yfinance_quote_source import YFinanceQuotePriceSource
 from stockalert.adapters.yfinance_source import YFinancePriceSource
 from stockalert.domain.alerting.tracker import AlertTracker
 
@@ -91,7 +92,14 @@ class Container(containers.DeclarativeContainer):
             replay=providers.Singleton(
                 ReplayPriceSource, path=providers.Factory(Path, config.prices.path)
             ),
+            # The quote scraper (about 1 ms CPU per ticker); the chart path below is the
+            # fallback if a yfinance upgrade breaks it (STOCKALERT_PRICE_SOURCE=yfinance-chart).
             yfinance=providers.Singleton(
+                YFinanceQuotePriceSource,
+                cache_dir=providers.Factory(yfinance_cache_dir, config.state_dir),
+                timeout_s=config.fetch_timeout_s,
+            ),
+            yfinance_chart=providers.Singleton(
                 YFinancePriceSource,
                 cache_dir=providers.Factory(yfinance_cache_dir, config.state_dir),
                 timeout_s=config.fetch_timeout_s,

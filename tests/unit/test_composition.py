@@ -51,8 +51,8 @@ def test_container_providers_can_be_overridden_with_fakes() -> None:
     ("variable", "value", "message"),
     [
         ("STOCKALERT_DB_URL", "oracle://nowhere", "STOCKALERT_DB_URL='oracle://nowhere'"),
-        ("STOCKALERT_PRICE_SOURCE", "", "STOCKALERT_PRICE_SOURCE='' must be yfinance or replay"),
-        ("STOCKALERT_PRICE_SOURCE", "bloomberg", "must be yfinance or replay:PATH"),
+        ("STOCKALERT_PRICE_SOURCE", "", "STOCKALERT_PRICE_SOURCE='' must be yfinance, "),
+        ("STOCKALERT_PRICE_SOURCE", "bloomberg", "yfinance-chart or replay:PATH"),
         ("STOCKALERT_PRICE_SOURCE", "replay:/no/such.csv", "no such file"),
         ("STOCKALERT_STALE_AFTER_S", "-5", "STOCKALERT_STALE_AFTER_S='-5' must be at least"),
         ("STOCKALERT_BREAKER_FAILURES", "0", "STOCKALERT_BREAKER_FAILURES='0'"),

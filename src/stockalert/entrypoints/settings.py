@@ -133,10 +133,10 @@ def _prices(environ: Mapping[str, str]) -> dict[str, str]:
         if not path.is_file():
             raise ConfigError(f"STOCKALERT_PRICE_SOURCE={raw!r}: no such file {path}")
         return {"kind": "replay", "path": str(path)}
-    if raw == "yfinance":
-        return {"kind": "yfinance", "path": ""}
+    if raw in ("yfinance", "yfinance-chart"):
+        return {"kind": raw.replace("-", "_"), "path": ""}
     raise ConfigError(
-        f"STOCKALERT_PRICE_SOURCE={raw!r} must be yfinance or replay:PATH "
+        f"STOCKALERT_PRICE_SOURCE={raw!r} must be yfinance, yfinance-chart or replay:PATH "
         "(a CSV timestamp,ticker,price)"
     )
 
