@@ -17,6 +17,7 @@ from stockalert.adapters.grpc.server import serve
 from stockalert.adapters.outbox import OutboxMailer
 from stockalert.adapters.passwords import Argon2Hasher
 from stockalert.adapters.replay import ReplayPriceSource
+from stockalert.adapters.smtp import SmtpMailer, SmtpSettings
 from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
@@ -30,6 +31,15 @@ from stockalert.domain.alerting.tracker import AlertTracker
 def yfinance_cache_dir(state_dir: str) -> Path:
     """yfinance's caches live in our state folder, nowhere else."""
     return Path(state_dir) / "yfinance"
+
+
+def smtp_mailer(settings: dict[str, Any]) -> Iterator[SmtpMailer]:
+    """Resource: the SMTP mailer, its connection closed (QUIT) on shutdown."""
+    mailer = SmtpMailer(SmtpSettings(**settings))
+    try:
+        yield mailer
+    finally:
+        mailer.close()
 
 
 def sql_engine(url: str, read_only: bool = False) -> Iterator[Engine]:
@@ -76,6 +86,7 @@ class Container(containers.DeclarativeContainer):
         outbox=providers.Singleton(
             OutboxMailer, directory=providers.Factory(Path, config.mail.outbox_dir)
         ),
+        smtp=providers.Resource(smtp_mailer, settings=config.mail.smtp),
     )
     breaker = providers.Singleton(
         CircuitBreaker,

@@ -190,7 +190,7 @@ def test_embedded_run_mails_each_crossing_once_and_stops_cleanly_on_sigterm(
         assert side in message["Subject"]
         assert message["Message-ID"]
         assert message["X-Stockalert-Notification-Id"] == note["notification_id"]
-        text = message.get_content()
+        text = message.get_body(preferencelist=("plain",)).get_content()
         assert f"{note['price']:.4f}" in text
         assert f"{note['threshold']:.4f}" in text
 

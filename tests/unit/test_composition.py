@@ -20,7 +20,9 @@ ALLOWED_THIRD_PARTY = {"attrs", "sortedcontainers"}
 
 
 def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    env = {
+    smtp_only = {"STOCKALERT_SMTP_PORT", "STOCKALERT_SMTP_STARTTLS", "STOCKALERT_SMTP_FROM"}
+    env = {"STOCKALERT_SMTP_HOST": "127.0.0.1"} if smtp_only & set(extra) else {}
+    env |= {
         "STOCKALERT_PRICE_SOURCE": f"replay:{EXAMPLES / 'prices.csv'}",
         "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
         "STOCKALERT_OUTBOX_DIR": str(tmp_path / "outbox"),
@@ -61,7 +63,9 @@ def test_container_providers_can_be_overridden_with_fakes() -> None:
         ("STOCKALERT_COLLECT_INTERVAL", "soon", "STOCKALERT_COLLECT_INTERVAL='soon'"),
         ("STOCKALERT_COLLECT_INTERVAL", "0", "at least 0.05"),
         ("STOCKALERT_AUTH_SECRET", "short", "STOCKALERT_AUTH_SECRET must be at least 32"),
-        ("STOCKALERT_SMTP_HOST", "smtp.example.com", "STOCKALERT_SMTP_HOST"),
+        ("STOCKALERT_SMTP_PORT", "smtp", "STOCKALERT_SMTP_PORT='smtp' must be a port"),
+        ("STOCKALERT_SMTP_STARTTLS", "maybe", "STOCKALERT_SMTP_STARTTLS='maybe' must be true"),
+        ("STOCKALERT_SMTP_FROM", "nobody", "STOCKALERT_SMTP_FROM='nobody' must be one address"),
     ],
 )
 def test_bad_environment_is_a_configuration_error_naming_the_variable(

@@ -53,7 +53,7 @@ def test_alert_message_names_ticker_side_price_and_threshold() -> None:
     assert message["Subject"] == "AAPL HIGH: 190.55 is above your threshold 190.00"
     assert message["Message-ID"] == "<sub1.HIGH.2@stockalert.invalid>"
     assert message["Auto-Submitted"] == "auto-generated"
-    body = message.get_content()
+    body = message.get_body(preferencelist=("plain",)).get_content()
     assert "Ticker:    AAPL" in body
     assert "Price:     190.5500" in body
     assert "Threshold: 190.0000 (HIGH: alert when the price is above it)" in body

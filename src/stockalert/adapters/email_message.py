@@ -6,6 +6,8 @@ import email.policy
 from email.message import EmailMessage
 from email.utils import format_datetime
 
+import jinja2
+
 from stockalert.domain.model import Notification, NotificationKind, Side
 
 # Fail on any header defect instead of writing something a mail server would mangle.
@@ -46,8 +48,40 @@ def body(notification: Notification) -> str:
     )
 
 
+# Autoescaped: nothing a user typed can become markup in the HTML part.
+_HTML = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).from_string(
+    """<!doctype html>
+<html><body style="font-family: sans-serif">
+<p><strong>{{ ticker }}</strong> is {{ still }}{{ direction }} the {{ side }} threshold you set.</p>
+<table>
+<tr><td>Ticker</td><td>{{ ticker }}</td></tr>
+<tr><td>Price</td><td>{{ "%.4f"|format(price) }}</td></tr>
+<tr><td>Threshold</td><td>{{ "%.4f"|format(threshold) }} ({{ side }}: alert when the price is
+{{ direction }} it)</td></tr>
+<tr><td>Quoted at</td><td>{{ quoted_at }}</td></tr>
+</table>
+<p style="color: #666">You get one message per crossing. Alert id: {{ notification_id }}</p>
+</body></html>
+"""
+)
+
+
+def html_body(notification: Notification) -> str:
+    """HTML alternative of `body`, rendered with autoescaping."""
+    return _HTML.render(
+        ticker=notification.ticker.value,
+        still="still " if notification.kind is NotificationKind.REMINDER else "",
+        direction="above" if notification.side is Side.HIGH else "below",
+        side=notification.side.value,
+        price=notification.price,
+        threshold=notification.threshold,
+        quoted_at=notification.quoted_at.isoformat(),
+        notification_id=notification.notification_id,
+    )
+
+
 def build_message(notification: Notification, sender: str = DEFAULT_SENDER) -> EmailMessage:
-    """The complete message; user-supplied values were validated (no CR/LF can reach here)."""
+    """The complete message; header values with CR/LF are refused by the strict policy."""
     message = EmailMessage(policy=POLICY)
     message["From"] = sender
     message["To"] = notification.email.value
@@ -57,4 +91,5 @@ def build_message(notification: Notification, sender: str = DEFAULT_SENDER) -> E
     message["Auto-Submitted"] = "auto-generated"
     message["X-Stockalert-Notification-Id"] = notification.notification_id
     message.set_content(body(notification))
+    message.add_alternative(html_body(notification), subtype="html")
     return message

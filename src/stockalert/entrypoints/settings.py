@@ -80,6 +80,51 @@ def _db_url(environ: Mapping[str, str], name: str, default: str) -> str:
     return url
 
 
+def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = environ.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} must be true or false")
+
+
+def mail_config(environ: Mapping[str, str], outbox: str) -> dict[str, Any]:
+    """SMTP when STOCKALERT_SMTP_HOST is set, else .eml files in the outbox folder."""
+    host = environ.get("STOCKALERT_SMTP_HOST", "").strip()
+    if not host:
+        return {"kind": "outbox", "outbox_dir": outbox}
+    implicit = _flag(environ, "STOCKALERT_SMTP_TLS", default=False)
+    starttls = _flag(environ, "STOCKALERT_SMTP_STARTTLS", default=not implicit)
+    if implicit and starttls:
+        raise ConfigError("STOCKALERT_SMTP_TLS and STOCKALERT_SMTP_STARTTLS exclude each other")
+    security = "tls" if implicit else ("starttls" if starttls else "none")
+    raw_port = environ.get("STOCKALERT_SMTP_PORT", "").strip()
+    port = {"tls": 465, "starttls": 587, "none": 25}[security]
+    if raw_port:
+        if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
+            raise ConfigError(f"STOCKALERT_SMTP_PORT={raw_port!r} must be a port (1-65535)")
+        port = int(raw_port)
+    sender = environ.get("STOCKALERT_SMTP_FROM", "").strip() or "stockalert <alerts@localhost>"
+    if any(c in sender for c in "\r\n") or "@" not in sender:
+        raise ConfigError(f"STOCKALERT_SMTP_FROM={sender!r} must be one address, e.g. a@b.org")
+    return {
+        "kind": "smtp",
+        "outbox_dir": outbox,
+        "smtp": {
+            "host": host,
+            "port": port,
+            "user": environ.get("STOCKALERT_SMTP_USER", "").strip() or None,
+            "password": environ.get("STOCKALERT_SMTP_PASSWORD") or None,
+            "sender": sender,
+            "security": security,
+            "timeout_s": _seconds(environ, "STOCKALERT_SMTP_TIMEOUT_S", 10.0, minimum=0.1),
+        },
+    }
+
+
 def storage_config(environ: Mapping[str, str]) -> dict[str, str]:
     """STOCKALERT_DB_URL and STOCKALERT_READ_DB_URL (reads may go to a replica)."""
     db_url = _db_url(environ, "STOCKALERT_DB_URL", DEFAULT_DB_URL)
@@ -163,11 +208,6 @@ def _auth_secret(environ: Mapping[str, str], state_dir: Path) -> str:
 
 def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """Settings of `stockalert run` (and `check-config`)."""
-    if environ.get("STOCKALERT_SMTP_HOST", "").strip():
-        raise ConfigError(
-            "STOCKALERT_SMTP_HOST is set but SMTP delivery is not in this build yet; "
-            "unset it to write .eml files to STOCKALERT_OUTBOX_DIR"
-        )
     state_dir = Path(environ.get("STOCKALERT_STATE_DIR", "").strip() or ".stockalert")
     outbox = environ.get("STOCKALERT_OUTBOX_DIR", "").strip() or "outbox"
     return {
@@ -176,7 +216,7 @@ def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "state_dir": str(state_dir),
         "auth_secret": _auth_secret(environ, state_dir),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
-        "mail": {"kind": "outbox", "outbox_dir": outbox},
+        "mail": mail_config(environ, outbox),
         "alerting": True,
         **collector_config(environ),
     }
