@@ -8,7 +8,7 @@ from pathlib import Path
 
 from stockalert.adapters.email_message import DEFAULT_SENDER, build_message
 from stockalert.domain.model import Notification
-from stockalert.domain.ports import MailTemporaryError
+from stockalert.domain.ports import MailPermanentError, MailTemporaryError
 
 
 def file_name(notification_id: str) -> str:
@@ -31,7 +31,10 @@ class OutboxMailer:
         target = self._directory / file_name(notification.notification_id)
         if target.exists():
             return  # delivered before (a redelivered event): one file per notification
-        data = build_message(notification, self._sender).as_bytes()
+        try:
+            data = build_message(notification, self._sender).as_bytes()
+        except ValueError as err:  # e.g. a header value with a line break: never writable
+            raise MailPermanentError(f"cannot build the message: {err}") from err
         try:
             self._directory.mkdir(parents=True, exist_ok=True)
             fd, temp = tempfile.mkstemp(dir=self._directory, prefix=".tmp-", suffix=".eml")

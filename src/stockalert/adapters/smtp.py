@@ -73,7 +73,10 @@ class SmtpMailer:
         self.connections_opened = 0
 
     def send(self, notification: Notification) -> None:
-        message = build_message(notification, self._settings.sender)
+        try:
+            message = build_message(notification, self._settings.sender)
+        except ValueError as err:  # e.g. a header value with a line break: never sendable
+            raise MailPermanentError(f"cannot build the message: {err}") from err
         with self._lock:
             self._send(message, notification.notification_id)
 

@@ -1,0 +1,329 @@
+"""SmtpMailer against a real SMTP server (aiosmtpd on 127.0.0.1), directly and through the bus.
+
+No real waiting: the mailer's backoff `sleep` is a fake that records the delays.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterator
+from datetime import UTC, datetime
+
+import pytest
+
+from stockalert.adapters.email_message import build_message, message_id
+from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
+from stockalert.adapters.smtp import SmtpMailer, SmtpSettings
+from stockalert.containers import Container, in_memory_config
+from stockalert.domain.commands import (
+    RecordQuotes,
+    RegisterUser,
+    RetryPendingNotifications,
+    SubscriptionSpec,
+)
+from stockalert.domain.errors import InvalidArgument
+from stockalert.domain.messagebus import MessageBus
+from stockalert.domain.model import (
+    DeliveryStatus,
+    Email,
+    Notification,
+    NotificationKind,
+    Quote,
+    Side,
+    Ticker,
+)
+from stockalert.domain.ports import MailPermanentError, MailTemporaryError
+from stockalert.domain.queries import ListNotifications
+from stockalert.domain.views import UserRegistered
+from tests.smtp_server import SmtpServer
+
+SENDER = "stockalert <alerts@stockalert.invalid>"
+QUOTED_AT = datetime(2026, 1, 2, 15, 30, tzinfo=UTC)
+
+
+def notification(
+    n: int = 1, *, to: str = "alice@example.com", ticker: str = "AAPL", email: Email | None = None
+) -> Notification:
+    return Notification(
+        notification_id=f"sub{n}:HIGH:1",
+        subscription_id=f"sub{n}",
+        user_id="u1",
+        email=email or Email(to),
+        ticker=Ticker(ticker),
+        side=Side.HIGH,
+        kind=NotificationKind.CROSSING,
+        price=101.25,
+        threshold=100.5,
+        quoted_at=QUOTED_AT,
+        episode=1,
+    )
+
+
+@pytest.fixture
+def server() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+@pytest.fixture
+def sleeps() -> list[float]:
+    return []
+
+
+@pytest.fixture
+def mailer(server: SmtpServer, sleeps: list[float]) -> Iterator[SmtpMailer]:
+    settings = SmtpSettings("127.0.0.1", server.port, security="none", timeout_s=5.0)
+    mailer = SmtpMailer(
+        settings, attempts=3, backoff_s=0.01, sleep=sleeps.append, jitter=lambda: 0.5
+    )
+    yield mailer
+    mailer.close()
+
+
+# ----- through the bus -----------------------------------------------------------------------
+
+
+@pytest.fixture
+def bus(mailer: SmtpMailer) -> Iterator[MessageBus]:
+    container = Container()
+    container.config.from_dict(in_memory_config())
+    container.clock.override(ManualClock())
+    container.ids.override(SequentialIds())
+    container.hasher.override(InsecureFastHasher())
+    container.mailer.override(mailer)
+    yield container.bus()
+    container.reset_override()
+
+
+def register(bus: MessageBus, email: str) -> str:
+    reply = bus.handle(
+        RegisterUser(f"reg-{email}", email, "correct horse", (SubscriptionSpec("AAPL", 100),))
+    )
+    assert isinstance(reply, UserRegistered)
+    return reply.user_id
+
+
+def cross(bus: MessageBus) -> None:
+    bus.handle(RecordQuotes((Quote(Ticker("AAPL"), 101.0, QUOTED_AT),)))
+
+
+# ----- content -------------------------------------------------------------------------------
+
+
+def test_the_received_message_has_every_header_and_both_parts(
+    server: SmtpServer, mailer: SmtpMailer
+):
+    """The server parses back From, To, Subject, Message-ID, Auto-Submitted, text and HTML."""
+    sent = notification()
+
+    mailer.send(sent)
+
+    (received,) = server.messages
+    assert received.rcpt_tos == ("alice@example.com",)
+    assert received.mail_from == "alerts@stockalert.invalid"
+    msg = received.message
+    assert msg["From"] == SENDER
+    assert msg["To"] == "alice@example.com"
+    assert "AAPL" in msg["Subject"]
+    assert "HIGH" in msg["Subject"]
+    assert msg["Message-ID"] == message_id(sent) == "<sub1.HIGH.1@stockalert.invalid>"
+    assert msg["Auto-Submitted"] == "auto-generated"
+    assert msg["Date"] is not None
+    text = msg.get_body(preferencelist=("plain",))
+    html = msg.get_body(preferencelist=("html",))
+    assert text is not None
+    assert html is not None
+    for part in (text.get_content(), html.get_content()):
+        assert "AAPL" in part
+        assert "101.2500" in part
+        assert "100.5000" in part
+
+
+# ----- connection reuse ----------------------------------------------------------------------
+
+
+def test_a_hundred_messages_go_over_a_single_connection(server: SmtpServer, mailer: SmtpMailer):
+    """100 e-mails open exactly one SMTP connection."""
+    for n in range(100):
+        mailer.send(notification(n))
+
+    assert len(server.messages) == 100
+    assert server.connections == 1
+    assert mailer.connections_opened == 1
+
+
+def test_close_sends_quit(server: SmtpServer, mailer: SmtpMailer):
+    """close() ends the session with QUIT."""
+    mailer.send(notification())
+
+    mailer.close()
+
+    assert server.handler.quits == 1
+    mailer.close()  # idempotent
+    assert server.handler.quits == 1
+
+
+# ----- temporary and permanent answers -------------------------------------------------------
+
+
+def test_a_421_then_a_451_then_ok_delivers_the_message_once(
+    server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
+):
+    """Two temporary answers are retried with backoff; the message arrives exactly once."""
+    server.handler.answer_next("DATA", "421 4.3.0 try later", "451 4.3.0 local error")
+
+    mailer.send(notification())
+
+    assert len(server.messages) == 1
+    assert sleeps == [0.01, 0.02]  # two retries, exponential backoff (jitter fixed at 1x)
+    assert mailer.connections_opened == 2  # a 421 closes the connection
+    assert server.connections == 2
+
+
+def test_temporary_answers_on_every_attempt_raise_mail_temporary_error(
+    server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
+):
+    """Three 451s exhaust the attempts: MailTemporaryError, nothing delivered."""
+    server.handler.answer_next("DATA", *["451 4.3.0 local error"] * 3)
+
+    with pytest.raises(MailTemporaryError, match="451"):
+        mailer.send(notification())
+
+    assert server.messages == []
+    assert sleeps == [0.01, 0.02]
+
+
+def test_a_550_recipient_raises_mail_permanent_error_without_retry(
+    server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
+):
+    """A 550 to RCPT is permanent: MailPermanentError at once."""
+    server.handler.answer_next("RCPT", "550 5.1.1 no such mailbox")
+
+    with pytest.raises(MailPermanentError, match="550"):
+        mailer.send(notification())
+
+    assert server.messages == []
+    assert sleeps == []
+    mailer.send(notification(2))  # the connection is still usable
+    assert len(server.messages) == 1
+    assert mailer.connections_opened == 1
+
+
+def test_a_550_through_the_bus_is_failed_with_its_reason_and_never_resent(
+    server: SmtpServer, bus: MessageBus
+):
+    """The ledger records FAILED with the 550 reason; RetryPendingNotifications skips it."""
+    user_id = register(bus, "alice@example.com")
+    server.handler.answer_next("RCPT", "550 5.1.1 no such mailbox")
+
+    cross(bus)
+
+    (failed,) = bus.ask(ListNotifications(user_id))
+    assert failed.status is DeliveryStatus.FAILED
+    assert failed.attempts == 1
+    assert "550" in failed.last_error
+    assert "no such mailbox" in failed.last_error
+    assert bus.handle(RetryPendingNotifications()) == 0
+    assert server.messages == []
+    assert bus.ask(ListNotifications(user_id)) == [failed]
+
+
+# ----- server down, then up again ------------------------------------------------------------
+
+
+def test_notifications_stay_pending_while_the_server_is_down_and_go_out_once_it_is_back(
+    server: SmtpServer, bus: MessageBus, mailer: SmtpMailer, sleeps: list[float]
+):
+    """Down: every alert PENDING; back up: RetryPendingNotifications sends each exactly once."""
+    users = [register(bus, f"user{n}@example.com") for n in range(5)]
+    server.stop()
+
+    cross(bus)
+
+    records = [record for user in users for record in bus.ask(ListNotifications(user))]
+    assert len(records) == 5
+    assert {r.status for r in records} == {DeliveryStatus.PENDING}
+    assert all(r.attempts == 1 for r in records)
+    assert all(r.last_error for r in records)
+    assert sleeps == [0.01, 0.02] * 5  # each: 3 attempts, 2 backoffs
+    assert server.messages == []
+
+    server.start()
+    assert bus.handle(RetryPendingNotifications()) == 5
+
+    by_id = Counter(m.message["Message-ID"] for m in server.messages)
+    expected = {message_id(r.notification) for r in records}
+    assert set(by_id) == expected
+    assert set(by_id.values()) == {1}
+    sent = [record for user in users for record in bus.ask(ListNotifications(user))]
+    assert {r.status for r in sent} == {DeliveryStatus.SENT}
+    assert all(r.attempts == 2 for r in sent)
+    assert bus.handle(RetryPendingNotifications()) == 0
+    assert len(server.messages) == 5
+    assert mailer.connections_opened == 1
+
+
+def test_a_server_restart_between_messages_is_survived_by_reconnecting(
+    server: SmtpServer, mailer: SmtpMailer
+):
+    """A connection dropped by a restart is re-opened; the message is delivered once."""
+    mailer.send(notification(1))
+    server.stop()
+    server.start()
+
+    mailer.send(notification(2))
+
+    ids = [m.message["Message-ID"] for m in server.messages]
+    assert ids == [message_id(notification(1)), message_id(notification(2))]
+    assert mailer.connections_opened == 2
+
+
+# ----- header injection ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("raw", ["a@b.co\r\nBcc: x@y.io", "a@b.co\nBcc: x@y.io"])
+def test_an_email_with_a_line_break_cannot_be_parsed(raw: str):
+    """Email.parse refuses CR/LF: an injected Bcc never reaches a notification."""
+    with pytest.raises(InvalidArgument):
+        Email.parse(raw)
+
+
+@pytest.mark.parametrize("raw", ["AAPL\r\nBcc: x@y.io", "AAPL\nBcc: x@y.io"])
+def test_a_ticker_with_a_line_break_cannot_be_parsed(raw: str):
+    """Ticker.parse refuses CR/LF."""
+    with pytest.raises(InvalidArgument):
+        Ticker.parse(raw)
+
+
+@pytest.mark.parametrize(
+    "sender", ["a@b.co\r\nBcc: evil@x.io", "a@b.co\nBcc: evil@x.io", "a@b.co\rX: y"]
+)
+def test_a_sender_with_a_line_break_is_refused_by_the_settings(sender: str):
+    """SmtpSettings raises ValueError for a sender containing CR or LF."""
+    with pytest.raises(ValueError, match="line breaks"):
+        SmtpSettings("127.0.0.1", 25, sender=sender, security="none")
+
+
+def test_build_message_refuses_a_sender_with_a_line_break():
+    """build_message itself refuses a From with CR/LF (strict policy)."""
+    with pytest.raises(ValueError, match="linefeed or carriage return"):
+        build_message(notification(), "a@b.co\r\nBcc: evil@x.io")
+
+
+def test_a_crafted_recipient_with_a_line_break_is_refused_and_nothing_is_delivered(
+    server: SmtpServer, mailer: SmtpMailer
+):
+    """An Email built around parse with CR/LF: a permanent failure (FAILED), no recipient."""
+    crafted = notification(email=Email("a@b.co\r\nBcc: evil@x.io"))
+
+    with pytest.raises(ValueError, match="linefeed or carriage return"):
+        build_message(crafted)
+    with pytest.raises(MailPermanentError, match="linefeed or carriage return"):
+        mailer.send(crafted)
+
+    assert server.messages == []
+    assert server.connections == 0
+    mailer.send(notification())
+    (received,) = server.messages
+    assert received.rcpt_tos == ("alice@example.com",)
+    assert received.message["Bcc"] is None

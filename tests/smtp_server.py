@@ -1,0 +1,231 @@
+"""A real SMTP server on 127.0.0.1 (aiosmtpd) for the SMTP tests and the e-mail benchmark.
+
+`SmtpServer` records every accepted message (envelope and parsed content), counts the
+connections and QUIT commands it saw, and can be scripted to answer the next RCPT or DATA
+commands with an error ("421 4.3.0 try later", "550 5.1.1 no such mailbox", ...). It can be
+stopped and started again on the same port, to play a server that is down for a while.
+`sink_process` runs a server that only answers "250 OK" in a child process (benchmark).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import multiprocessing
+import socket
+import threading
+from collections import deque
+from collections.abc import Iterator
+from contextlib import closing, contextmanager
+from email.message import EmailMessage
+from typing import Any
+
+import attrs
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
+
+HOST = "127.0.0.1"
+SESSION_TIMEOUT_S = 30.0  # an idle client connection is closed by the server after this
+SINK_LIFETIME_S = 300.0  # a sink process ends by itself after this, whatever happens
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with closing(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+@attrs.frozen
+class Received:
+    """One message the server accepted."""
+
+    mail_from: str
+    rcpt_tos: tuple[str, ...]
+    message: EmailMessage
+    raw: bytes
+
+
+class RecordingHandler:
+    """aiosmtpd handler: stores messages, counts QUITs, answers scripted errors first."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.messages: list[Received] = []
+        self.quits = 0
+        self._script: dict[str, deque[str]] = {"RCPT": deque(), "DATA": deque()}
+
+    def answer_next(self, command: str, *responses: str) -> None:
+        """Answer the next len(responses) `command`s ("RCPT" or "DATA") with these, in order."""
+        with self._lock:
+            self._script[command].extend(responses)
+
+    def _scripted(self, command: str) -> str | None:
+        with self._lock:
+            queue = self._script[command]
+            return queue.popleft() if queue else None
+
+    async def handle_RCPT(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
+        scripted = self._scripted("RCPT")
+        if scripted is not None:
+            return scripted
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Any, envelope: Any
+    ) -> str:
+        scripted = self._scripted("DATA")
+        if scripted is not None:
+            return scripted
+        raw = bytes(envelope.original_content or envelope.content)
+        parsed = email.message_from_bytes(raw, policy=email.policy.default)
+        assert isinstance(parsed, EmailMessage)
+        received = Received(envelope.mail_from, tuple(envelope.rcpt_tos), parsed, raw)
+        with self._lock:
+            self.messages.append(received)
+        return "250 OK"
+
+    async def handle_QUIT(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Any, envelope: Any
+    ) -> str:
+        with self._lock:
+            self.quits += 1
+        return "221 Bye"
+
+
+class _CountingController(Controller):
+    """Controller whose SMTP sessions report each new connection."""
+
+    def __init__(self, owner: SmtpServer, handler: object, port: int) -> None:
+        super().__init__(handler, hostname=HOST, port=port, ready_timeout=5.0)
+        self._owner = owner
+
+    def factory(self) -> SMTP:
+        owner = self._owner
+
+        class CountingSMTP(SMTP):
+            def connection_made(self, transport: asyncio.BaseTransport) -> None:
+                owner.connection_made()
+                super().connection_made(transport)
+
+        return CountingSMTP(self.handler, timeout=SESSION_TIMEOUT_S, **self.SMTP_kwargs)
+
+
+class SmtpServer:
+    """A recording SMTP server on 127.0.0.1 that can go down and come back on its port."""
+
+    def __init__(self, handler: RecordingHandler | None = None) -> None:
+        self.handler = handler or RecordingHandler()
+        self.port = free_port()
+        self._controller: _CountingController | None = None
+        self._lock = threading.Lock()
+        self._connections = 0
+        self._ignore = 0
+
+    def connection_made(self) -> None:
+        with self._lock:
+            if self._ignore:
+                self._ignore -= 1  # the controller's own readiness probe
+            else:
+                self._connections += 1
+
+    @property
+    def connections(self) -> int:
+        """Client connections accepted (the controller's readiness probes not counted)."""
+        with self._lock:
+            return self._connections
+
+    @property
+    def messages(self) -> list[Received]:
+        with self.handler._lock:
+            return list(self.handler.messages)
+
+    @property
+    def running(self) -> bool:
+        return self._controller is not None
+
+    def start(self) -> None:
+        """Listen on `self.port` (the same port on every start)."""
+        assert self._controller is None, "already running"
+        with self._lock:
+            self._ignore += 1
+        controller = _CountingController(self, self.handler, self.port)
+        controller.start()
+        self._controller = controller
+
+    def stop(self) -> None:
+        """Stop listening and close every open session (clients see a dropped connection)."""
+        controller, self._controller = self._controller, None
+        if controller is not None:
+            controller.stop()
+
+    def __enter__(self) -> SmtpServer:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+# ----- a "250 OK" sink in a child process (benchmark) -------------------------------------
+
+
+class SinkHandler:
+    """Accepts everything and counts the messages."""
+
+    def __init__(self, counter: Any) -> None:
+        self._counter = counter
+
+    async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
+        self, server: SMTP, session: Any, envelope: Any
+    ) -> str:
+        with self._counter.get_lock():
+            self._counter.value += 1
+        return "250 OK"
+
+
+def _run_sink(port: int, counter: Any, ready: Any, stop: Any) -> None:
+    controller = Controller(SinkHandler(counter), hostname=HOST, port=port, ready_timeout=5.0)
+    controller.start()
+    ready.set()
+    try:
+        stop.wait(SINK_LIFETIME_S)
+    finally:
+        controller.stop()
+
+
+@attrs.define
+class Sink:
+    """A running sink process: where it listens and how many messages it accepted."""
+
+    port: int
+    _counter: Any
+
+    @property
+    def accepted(self) -> int:
+        return int(self._counter.value)
+
+
+@contextmanager
+def sink_process() -> Iterator[Sink]:
+    """A "250 OK" SMTP server in a child process (its own CPU); stopped on exit."""
+    ctx = multiprocessing.get_context("spawn")
+    port = free_port()
+    counter = ctx.Value("q", 0)
+    ready, stop = ctx.Event(), ctx.Event()
+    process = ctx.Process(target=_run_sink, args=(port, counter, ready, stop), daemon=True)
+    process.start()
+    try:
+        if not ready.wait(30.0):
+            raise RuntimeError("the SMTP sink process did not start")
+        yield Sink(port, counter)
+    finally:
+        stop.set()
+        process.join(10.0)
+        if process.is_alive():
+            process.terminate()
+            process.join(5.0)
