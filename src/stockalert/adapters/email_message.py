@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.policy
+import functools
+from email.headerregistry import BaseHeader, HeaderRegistry
 from email.message import EmailMessage
 from email.utils import format_datetime
 
@@ -10,8 +12,19 @@ import jinja2
 
 from stockalert.domain.model import Notification, NotificationKind, Side
 
+
+class _CachingHeaderRegistry(HeaderRegistry):
+    """Parses each distinct (name, value) once: most headers of an alert repeat (sender,
+    MIME headers, Auto-Submitted); parsed headers are immutable, so sharing them is safe.
+    The policy checks values for line breaks before the factory is asked."""
+
+    @functools.lru_cache(maxsize=4096)  # noqa: B019 - one process-wide instance, never freed
+    def __call__(self, name: str, value: str) -> BaseHeader:
+        return super().__call__(name, value)
+
+
 # Fail on any header defect instead of writing something a mail server would mangle.
-POLICY = email.policy.default.clone(raise_on_defect=True)
+POLICY = email.policy.default.clone(raise_on_defect=True, header_factory=_CachingHeaderRegistry())
 DEFAULT_SENDER = "stockalert <alerts@stockalert.invalid>"
 
 
