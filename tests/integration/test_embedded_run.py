@@ -5,9 +5,7 @@ from __future__ import annotations
 import email
 import email.policy
 import json
-import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,9 +15,9 @@ from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
 
-import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tests.processes import clean_environ, free_port, wait_until_serving
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -48,33 +46,6 @@ def write_prices(path: Path) -> Path:
         lines += [f"{at},{ticker},{price:.2f}" for ticker, price in prices.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_environ() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if not k.startswith("STOCKALERT_")}
-
-
-def wait_until_serving(address: str, server: subprocess.Popen[bytes], timeout: float) -> None:
-    """Poll the gRPC health service until it reports SERVING (or the process dies)."""
-    deadline = time.monotonic() + timeout
-    with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
-        while time.monotonic() < deadline:
-            assert server.poll() is None, "stockalert run exited early"
-            try:
-                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-            except grpc.RpcError:
-                time.sleep(0.1)
-                continue
-            if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                return
-    pytest.fail(f"stockalert run did not serve on {address} within {timeout} s")
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -21,6 +20,7 @@ from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.adapters.grpc.server import start, stop
 from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
 from stockalert.containers import Container, in_memory_config
+from tests.processes import free_port
 
 UNREACHABLE_URL = "mysql+pymysql://u:p@127.0.0.1:1/db"
 PASSWORD = "password123"
@@ -101,12 +101,6 @@ def test_the_retrying_client_gives_up_with_unavailable_not_another_code(
 
 
 # ----- `stockalert run` without its database -----------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def write_prices(path: Path) -> Path:

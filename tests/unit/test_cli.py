@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import itertools
 import json
-import socket
 import stat
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +25,7 @@ from stockalert.domain.commands import RecordQuotes
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import Quote, Ticker
 from stockalert.entrypoints import cli
+from tests.processes import free_port
 
 EMAIL = "alice@example.com"
 PASSWORD = "password123"
@@ -115,15 +115,6 @@ def feed(bus: MessageBus) -> Callable[..., None]:
             bus.handle(RecordQuotes((Quote(Ticker(ticker), price, at),)))
 
     return record
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-# ----- accounts and the token file -------------------------------------------------------
 
 
 def test_register_logs_in_so_commands_work_without_a_separate_login(

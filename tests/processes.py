@@ -1,0 +1,41 @@
+"""Helpers for tests that start stockalert processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without any STOCKALERT_* variable."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("STOCKALERT_")}
+
+
+def wait_until_serving(address: str, server: subprocess.Popen[bytes], timeout: float) -> None:
+    """Poll the gRPC health service until it reports SERVING (or the process dies)."""
+    deadline = time.monotonic() + timeout
+    with grpc.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            assert server.poll() is None, "stockalert run exited early"
+            try:
+                reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+            except grpc.RpcError:
+                time.sleep(0.1)
+                continue
+            if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                return
+    pytest.fail(f"stockalert run did not serve on {address} within {timeout} s")
