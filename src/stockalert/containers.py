@@ -23,9 +23,24 @@ from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
-from stockalert.adapters.yfinance_quote_source import YFinanceQuotePriceSource
-from stockalert.adapters.yfinance_source import YFinancePriceSource
 from stockalert.domain.alerting.tracker import AlertTracker
+from stockalert.domain.ports import PriceSource
+
+
+def yfinance_quote_source(cache_dir: Path, timeout_s: float) -> PriceSource:
+    """The production yfinance source; yfinance (and pandas) load only when it is chosen."""
+    from stockalert.adapters.yfinance_quote_source import (  # noqa: PLC0415
+        YFinanceQuotePriceSource,
+    )
+
+    return YFinanceQuotePriceSource(cache_dir=cache_dir, timeout_s=timeout_s)
+
+
+def yfinance_chart_source(cache_dir: Path, timeout_s: float) -> PriceSource:
+    """The chart-API fallback source, loaded only when chosen."""
+    from stockalert.adapters.yfinance_source import YFinancePriceSource  # noqa: PLC0415
+
+    return YFinancePriceSource(cache_dir=cache_dir, timeout_s=timeout_s)
 
 
 def yfinance_cache_dir(state_dir: str) -> Path:
@@ -106,12 +121,12 @@ class Container(containers.DeclarativeContainer):
             # The quote scraper (about 1 ms CPU per ticker); the chart path below is the
             # fallback if a yfinance upgrade breaks it (STOCKALERT_PRICE_SOURCE=yfinance-chart).
             yfinance=providers.Singleton(
-                YFinanceQuotePriceSource,
+                yfinance_quote_source,
                 cache_dir=providers.Factory(yfinance_cache_dir, config.state_dir),
                 timeout_s=config.fetch_timeout_s,
             ),
             yfinance_chart=providers.Singleton(
-                YFinancePriceSource,
+                yfinance_chart_source,
                 cache_dir=providers.Factory(yfinance_cache_dir, config.state_dir),
                 timeout_s=config.fetch_timeout_s,
             ),

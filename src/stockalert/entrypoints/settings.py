@@ -13,9 +13,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
-
 from stockalert.adapters.tokens import MIN_SECRET_BYTES
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
@@ -66,6 +63,10 @@ def _db_url(environ: Mapping[str, str], name: str, default: str) -> str:
     url = environ.get(name, "").strip() or default
     if url == "memory://":
         return url
+    # SQLAlchemy loads only when a database is configured, not for every CLI command.
+    from sqlalchemy.engine import make_url  # noqa: PLC0415
+    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+
     try:
         backend = make_url(url).get_backend_name()
     except ArgumentError:
