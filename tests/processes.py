@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 
 import grpc
@@ -39,3 +40,22 @@ def wait_until_serving(address: str, server: subprocess.Popen[bytes], timeout: f
             if reply.status == health_pb2.HealthCheckResponse.SERVING:
                 return
     pytest.fail(f"stockalert run did not serve on {address} within {timeout} s")
+
+
+def run_cli(env: dict[str, str], *args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """`stockalert ARGS` as a subprocess with `env` (30 s at most)."""
+    return subprocess.run(
+        [sys.executable, "-m", "stockalert.entrypoints.cli", *args],
+        input=stdin,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+
+
+def ok(result: subprocess.CompletedProcess[str]) -> str:
+    """The output of a command that must have succeeded."""
+    assert result.returncode == 0, result.stderr
+    return result.stdout

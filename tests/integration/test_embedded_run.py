@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import clean_environ, free_port, wait_until_serving
+from tests.processes import clean_environ, free_port, ok, run_cli, wait_until_serving
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -86,22 +86,9 @@ def cli_as(tmp_path: Path, address: str, who: str) -> Callable[..., Any]:
     }
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "stockalert.entrypoints.cli", *args],
-            input=stdin,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        return run_cli(env, *args, stdin=stdin)
 
     return run
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def read_eml(path: Path) -> EmailMessage:

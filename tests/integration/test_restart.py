@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import clean_environ, free_port, wait_until_serving
+from tests.processes import clean_environ, free_port, ok, run_cli, wait_until_serving
 
 EMAIL = "alice@example.com"
 PASSWORD = "password123"
@@ -81,22 +81,9 @@ def cli_for(tmp_path: Path, address: str) -> Callable[..., subprocess.CompletedP
     }
 
     def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
-            [sys.executable, "-m", "stockalert.entrypoints.cli", *args],
-            input=stdin,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        return run_cli(env, *args, stdin=stdin)
 
     return run
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr
-    return result.stdout
 
 
 def wait_for_latest(cli: Callable[..., subprocess.CompletedProcess[str]], value: float) -> None:
