@@ -7,10 +7,11 @@ import email.policy
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import attrs
 import jwt
 import pytest
 
-from stockalert.adapters.email_message import build_message, message_id
+from stockalert.adapters.email_message import BOUNDARY, build_message, message_id, to_bytes
 from stockalert.adapters.outbox import OutboxMailer, file_name
 from stockalert.adapters.replay import ReplayPriceSource
 from stockalert.adapters.tokens import JwtTokens
@@ -68,6 +69,27 @@ def test_low_side_and_reminder_read_differently() -> None:
     assert (
         message_id(alert(kind=NotificationKind.REMINDER)) == "<sub1.HIGH.2.r1@stockalert.invalid>"
     )
+
+
+def test_the_same_notification_is_always_the_same_bytes() -> None:
+    """Fixed MIME boundary and cached headers: a resent alert is byte-identical, and what
+    went out for one alert never leaks into the next one's shared headers."""
+    first = to_bytes(build_message(alert()))
+    other = to_bytes(build_message(alert(Side.LOW)))
+    assert to_bytes(build_message(alert())) == first
+    assert b"\r\n" in first
+    assert b"\n" not in first.replace(b"\r\n", b"")
+    assert parse(other)["Subject"].startswith("AAPL LOW")
+    assert parse(first)["Subject"].startswith("AAPL HIGH")
+    assert parse(first).get_content_type() == "multipart/alternative"
+    assert [p.get_content_type() for p in parse(first).iter_parts()] == ["text/plain", "text/html"]
+
+
+def test_a_message_containing_the_mime_boundary_is_refused() -> None:
+    """A part that contained the fixed boundary would split the message: refused instead."""
+    crafted = attrs.evolve(alert(), notification_id=f"sub1:HIGH:2{BOUNDARY}")
+    with pytest.raises(ValueError, match="boundary"):
+        build_message(crafted)
 
 
 def test_outbox_writes_one_file_per_notification_even_when_sent_twice(tmp_path: Path) -> None:

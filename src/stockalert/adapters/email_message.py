@@ -13,18 +13,43 @@ import jinja2
 from stockalert.domain.model import Notification, NotificationKind, Side
 
 
+class _FoldOnceHeader(BaseHeader):
+    """A header that folds itself once per kind of output; shared headers (below) are folded
+    for every message otherwise. Folding depends only on these three policy settings."""
+
+    def fold(self, *, policy: email.policy.Policy) -> str:
+        key = (policy.max_line_length, policy.utf8, policy.linesep)
+        folded: dict[tuple[int | None, bool, str], str] = vars(self).setdefault("_folded", {})
+        if key not in folded:
+            folded[key] = super().fold(policy=policy)
+        return folded[key]
+
+
 class _CachingHeaderRegistry(HeaderRegistry):
     """Parses each distinct (name, value) once: most headers of an alert repeat (sender,
     MIME headers, Auto-Submitted); parsed headers are immutable, so sharing them is safe.
-    The policy checks values for line breaks before the factory is asked."""
+    The policy checks values for line breaks before the factory is asked. The stock
+    registry also builds a new class on every lookup; here each name gets one."""
+
+    def __init__(self) -> None:
+        super().__init__(base_class=_FoldOnceHeader)
+
+    @functools.lru_cache(maxsize=256)  # noqa: B019 - one process-wide instance, never freed
+    def __getitem__(self, name: str) -> type[BaseHeader]:
+        return super().__getitem__(name)  # type: ignore[no-any-return]
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one process-wide instance, never freed
     def __call__(self, name: str, value: str) -> BaseHeader:
-        return super().__call__(name, value)
+        return super().__call__(name, value)  # type: ignore[no-any-return]
 
 
 # Fail on any header defect instead of writing something a mail server would mangle.
 POLICY = email.policy.default.clone(raise_on_defect=True, header_factory=_CachingHeaderRegistry())
+# The same, for the wire: what smtplib.send_message would use, made once instead of per call.
+SMTP_POLICY = POLICY.clone(linesep="\r\n")
+# Fixed, so that the same notification is always the same bytes (and its Content-Type header
+# is shared); build_message checks that no part contains it.
+BOUNDARY = "=_stockalert-alternative_="
 DEFAULT_SENDER = "stockalert <alerts@stockalert.invalid>"
 
 
@@ -73,7 +98,8 @@ _HTML = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined).fr
 {{ direction }} it)</td></tr>
 <tr><td>Quoted at</td><td>{{ quoted_at }}</td></tr>
 </table>
-<p style="color: #666">You get one message per crossing. Alert id: {{ notification_id }}</p>
+<p style="color: #666">You get one message per crossing.<br>
+Alert id: {{ notification_id }}</p>
 </body></html>
 """
 )
@@ -103,6 +129,15 @@ def build_message(notification: Notification, sender: str = DEFAULT_SENDER) -> E
     message["Message-ID"] = message_id(notification)
     message["Auto-Submitted"] = "auto-generated"
     message["X-Stockalert-Notification-Id"] = notification.notification_id
-    message.set_content(body(notification))
-    message.add_alternative(html_body(notification), subtype="html")
+    text, html = body(notification), html_body(notification)
+    if BOUNDARY in text or BOUNDARY in html:
+        raise ValueError("the message text contains the MIME boundary")
+    message.set_content(text)
+    message.make_alternative(boundary=BOUNDARY)
+    message.add_alternative(html, subtype="html")
     return message
+
+
+def to_bytes(message: EmailMessage) -> bytes:
+    """The message as sent over SMTP (CRLF line ends)."""
+    return message.as_bytes(policy=SMTP_POLICY)

@@ -9,6 +9,7 @@ notification stays PENDING and is retried later. Nothing is ever dropped.
 
 from __future__ import annotations
 
+import email.utils
 import logging
 import random
 import smtplib
@@ -17,11 +18,10 @@ import threading
 import time
 from collections.abc import Callable
 from contextlib import suppress
-from email.message import EmailMessage
 
 import attrs
 
-from stockalert.adapters.email_message import DEFAULT_SENDER, build_message
+from stockalert.adapters.email_message import DEFAULT_SENDER, build_message, to_bytes
 from stockalert.domain.model import Notification
 from stockalert.domain.ports import MailPermanentError, MailTemporaryError
 
@@ -47,6 +47,13 @@ class SmtpSettings:
             raise ValueError(f"security must be one of {', '.join(SECURITY_MODES)}")
         if any(c in self.sender for c in "\r\n"):
             raise ValueError("sender must not contain line breaks")
+        if not self.envelope_sender.isascii() or "@" not in self.envelope_sender:
+            raise ValueError(f"sender {self.sender!r} has no ASCII e-mail address")
+
+    @property
+    def envelope_sender(self) -> str:
+        """The bare address of `sender` (MAIL FROM)."""
+        return email.utils.parseaddr(self.sender)[1]
 
 
 class SmtpMailer:
@@ -74,11 +81,13 @@ class SmtpMailer:
 
     def send(self, notification: Notification) -> None:
         try:
-            message = build_message(notification, self._settings.sender)
+            # Flattened once here: smtplib.send_message would copy, re-parse the addresses
+            # and flatten again with a policy cloned per call.
+            data = to_bytes(build_message(notification, self._settings.sender))
         except ValueError as err:  # e.g. a header value with a line break: never sendable
             raise MailPermanentError(f"cannot build the message: {err}") from err
         with self._lock:
-            self._send(message, notification.notification_id)
+            self._send(data, notification)
 
     def close(self) -> None:
         """QUIT and close the connection (shutdown)."""
@@ -90,11 +99,12 @@ class SmtpMailer:
                 except (smtplib.SMTPException, OSError):
                     connection.close()
 
-    def _send(self, message: EmailMessage, notification_id: str) -> None:
+    def _send(self, data: bytes, notification: Notification) -> None:
         reason = "not attempted"
+        recipients = [notification.email.value]
         for attempt in range(1, self._attempts + 1):
             try:
-                self._connect().send_message(message)
+                self._connect().sendmail(self._settings.envelope_sender, recipients, data)
                 return
             except smtplib.SMTPRecipientsRefused as err:
                 codes = [code for code, _ in err.recipients.values()]
@@ -119,7 +129,7 @@ class SmtpMailer:
                 delay = self._backoff_s * 2 ** (attempt - 1) * (0.5 + self._jitter())
                 log.warning(
                     "event=smtp_retry notification_id=%s attempt=%d delay_s=%.2f reason=%r",
-                    notification_id,
+                    notification.notification_id,
                     attempt,
                     delay,
                     reason,
