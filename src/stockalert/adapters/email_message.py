@@ -18,7 +18,7 @@ class _FoldOnceHeader(BaseHeader):
     for every message otherwise. Folding depends only on these three policy settings."""
 
     def fold(self, *, policy: email.policy.Policy) -> str:
-        key = (policy.max_line_length, policy.utf8, policy.linesep)
+        key = (policy.max_line_length, getattr(policy, "utf8", False), policy.linesep)
         folded: dict[tuple[int | None, bool, str], str] = vars(self).setdefault("_folded", {})
         if key not in folded:
             folded[key] = super().fold(policy=policy)
@@ -36,11 +36,11 @@ class _CachingHeaderRegistry(HeaderRegistry):
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 - one process-wide instance, never freed
     def __getitem__(self, name: str) -> type[BaseHeader]:
-        return super().__getitem__(name)  # type: ignore[no-any-return]
+        return super().__getitem__(name)
 
     @functools.lru_cache(maxsize=4096)  # noqa: B019 - one process-wide instance, never freed
     def __call__(self, name: str, value: str) -> BaseHeader:
-        return super().__call__(name, value)  # type: ignore[no-any-return]
+        return super().__call__(name, value)
 
 
 # Fail on any header defect instead of writing something a mail server would mangle.
