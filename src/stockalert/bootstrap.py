@@ -28,6 +28,7 @@ from stockalert.domain.events import (
     SubscriptionSet,
 )
 from stockalert.domain.messagebus import EventHandler, MessageBus
+from stockalert.domain.model import RetryPolicy
 from stockalert.domain.ports import (
     Clock,
     IdGenerator,
@@ -59,16 +60,20 @@ def build_bus(
     source: PriceSource,
     clock: Clock,
     alerting: bool = True,
+    retry: RetryPolicy | None = None,
 ) -> MessageBus:
     """Every role's handlers on one in-process bus; `alerting=False` leaves price updates to
     other processes (the collector role), which evaluate and deliver alerts."""
     # Unknown e-mails are checked against this, so a failed login takes as long either way.
     decoy_hash = hasher.hash(secrets.token_urlsafe(16))
+    retry = retry or RetryPolicy()
     alert_handlers: dict[type[Event], list[EventHandler]] = {
         SubscriptionSet: [partial(handlers.index_subscription, alerts=alerts)],
         SubscriptionRemoved: [partial(handlers.unindex_subscription, alerts=alerts)],
         PriceUpdated: [partial(handlers.apply_price_update, alerts=alerts)],
-        AlertRaised: [partial(handlers.deliver_notification, mailer=mailer, clock=clock)],
+        AlertRaised: [
+            partial(handlers.deliver_notification, mailer=mailer, clock=clock, retry=retry)
+        ],
     }
     return MessageBus(
         uow_factory=uow_factory,
@@ -90,7 +95,7 @@ def build_bus(
             LoadAlerts: partial(handlers.load_alerts, alerts=alerts),
             CleanUp: partial(handlers.clean_up, clock=clock),
             RetryPendingNotifications: partial(
-                handlers.retry_pending_notifications, mailer=mailer, clock=clock
+                handlers.retry_pending_notifications, mailer=mailer, clock=clock, retry=retry
             ),
         },
         events=alert_handlers if alerting else {},

@@ -24,6 +24,7 @@ from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.alerting.tracker import AlertTracker
+from stockalert.domain.model import RetryPolicy
 from stockalert.domain.ports import PriceSource
 
 
@@ -55,6 +56,11 @@ def smtp_mailer(settings: dict[str, Any]) -> Iterator[SmtpMailer]:
         yield mailer
     finally:
         mailer.close()
+
+
+def retry_policy(settings: dict[str, float] | None) -> RetryPolicy:
+    """Backoff of PENDING notifications (STOCKALERT_MAIL_RETRY_*); defaults when unset."""
+    return RetryPolicy(**settings) if settings else RetryPolicy()
 
 
 def sql_engine(url: str, read_only: bool = False) -> Iterator[Engine]:
@@ -146,6 +152,7 @@ class Container(containers.DeclarativeContainer):
         source=price_source,
         clock=clock,
         alerting=config.alerting,
+        retry=providers.Factory(retry_policy, config.mail_retry),
     )
 
     grpc_server = providers.Resource(serve, bus=bus, clock=clock, address=config.grpc_addr)
@@ -172,6 +179,7 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
             "interval_s": 3600.0,
         },
         "mail": {"kind": "memory", "outbox_dir": "outbox"},
+        "mail_retry": {"base_s": 30.0, "max_s": 900.0},
         "prices": {"kind": "static", "path": ""},
     }
     config.update(overrides)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import attrs
 import pytest
 
 from stockalert.domain.commands import RequestKey
@@ -196,7 +197,7 @@ def test_notification_ledger_tracks_delivery(uow_factory: UowFactory) -> None:
         uow.commit()
     with uow:
         assert uow.notifications.get("s1:HIGH:1") == sent
-        assert [r.notification.notification_id for r in uow.notifications.pending()] == [
+        assert [r.notification.notification_id for r in uow.notifications.pending(T0, 10)] == [
             "s9:LOW:1",
             "s1:HIGH:2",
         ]
@@ -205,6 +206,42 @@ def test_notification_ledger_tracks_delivery(uow_factory: UowFactory) -> None:
     with uow:
         assert uow.notifications.get("s1:HIGH:2") is None
         assert uow.notifications.get("s9:LOW:1") == other
+
+
+def test_pending_lists_only_what_is_due_never_attempted_first(uow_factory: UowFactory) -> None:
+    """pending(due_at, limit): PENDING records whose next attempt is due, NULL (never tried)
+    first, then the longest-waiting; the limit caps the batch."""
+    uow = uow_factory()
+    fresh = NotificationRecord(note("s1:HIGH:1", minute=9), DeliveryStatus.PENDING, created_at=T0)
+    retry_soon = NotificationRecord(
+        note("s2:HIGH:1", minute=1),
+        DeliveryStatus.PENDING,
+        attempts=1,
+        last_error="421",
+        created_at=T0,
+        next_attempt_at=T0 + timedelta(seconds=30),
+    )
+    retry_later = attrs.evolve(
+        retry_soon,
+        notification=note("s3:HIGH:1", minute=2),
+        next_attempt_at=T0 + timedelta(seconds=90),
+    )
+    with uow:
+        for record in (retry_later, fresh, retry_soon):
+            uow.notifications.add(record)
+        uow.commit()
+
+    def due(seconds: float, limit: int = 10) -> list[str]:
+        with uow:
+            records = uow.notifications.pending(T0 + timedelta(seconds=seconds), limit)
+        return [r.notification.notification_id for r in records]
+
+    assert due(0) == ["s1:HIGH:1"]
+    assert due(30) == ["s1:HIGH:1", "s2:HIGH:1"]
+    assert due(90) == ["s1:HIGH:1", "s2:HIGH:1", "s3:HIGH:1"]
+    assert due(90, limit=2) == ["s1:HIGH:1", "s2:HIGH:1"]
+    with uow:
+        assert uow.notifications.get("s3:HIGH:1") == retry_later  # the time round-trips
 
 
 def test_request_ledger_stores_replies_including_failures(uow_factory: UowFactory) -> None:

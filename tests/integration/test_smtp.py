@@ -71,10 +71,21 @@ def sleeps() -> list[float]:
 
 
 @pytest.fixture
-def mailer(server: SmtpServer, sleeps: list[float]) -> Iterator[SmtpMailer]:
-    settings = SmtpSettings("127.0.0.1", server.port, security="none", timeout_s=5.0)
+def clock() -> ManualClock:
+    """Drives the bus (backoff of PENDING notifications) and the mailer's pause."""
+    return ManualClock()
+
+
+@pytest.fixture
+def mailer(server: SmtpServer, sleeps: list[float], clock: ManualClock) -> Iterator[SmtpMailer]:
+    settings = SmtpSettings("127.0.0.1", server.port, security="none", timeout_s=5.0, pause_s=30)
     mailer = SmtpMailer(
-        settings, attempts=3, backoff_s=0.01, sleep=sleeps.append, jitter=lambda: 0.5
+        settings,
+        attempts=3,
+        backoff_s=0.01,
+        sleep=sleeps.append,
+        jitter=lambda: 0.5,
+        monotonic=lambda: clock.now().timestamp(),
     )
     yield mailer
     mailer.close()
@@ -84,10 +95,10 @@ def mailer(server: SmtpServer, sleeps: list[float]) -> Iterator[SmtpMailer]:
 
 
 @pytest.fixture
-def bus(mailer: SmtpMailer) -> Iterator[MessageBus]:
+def bus(mailer: SmtpMailer, clock: ManualClock) -> Iterator[MessageBus]:
     container = Container()
     container.config.from_dict(in_memory_config())
-    container.clock.override(ManualClock())
+    container.clock.override(clock)
     container.ids.override(SequentialIds())
     container.hasher.override(InsecureFastHasher())
     container.mailer.override(mailer)
@@ -232,9 +243,10 @@ def test_a_550_through_the_bus_is_failed_with_its_reason_and_never_resent(
 
 
 def test_notifications_stay_pending_while_the_server_is_down_and_go_out_once_it_is_back(
-    server: SmtpServer, bus: MessageBus, mailer: SmtpMailer, sleeps: list[float]
+    server: SmtpServer, bus: MessageBus, mailer: SmtpMailer, sleeps: list[float], clock: ManualClock
 ):
-    """Down: every alert PENDING; back up: RetryPendingNotifications sends each exactly once."""
+    """Down: every alert PENDING, and only the first one waited through the quick retries
+    (the mailer pauses); back up: once the backoff has passed, each is sent exactly once."""
     users = [register(bus, f"user{n}@example.com") for n in range(5)]
     server.stop()
 
@@ -245,10 +257,14 @@ def test_notifications_stay_pending_while_the_server_is_down_and_go_out_once_it_
     assert {r.status for r in records} == {DeliveryStatus.PENDING}
     assert all(r.attempts == 1 for r in records)
     assert all(r.last_error for r in records)
-    assert sleeps == [0.01, 0.02] * 5  # each: 3 attempts, 2 backoffs
+    assert sum("not attempted" in r.last_error for r in records) == 4
+    assert all(r.next_attempt_at > clock.now() for r in records)
+    assert sleeps == [0.01, 0.02]  # 3 attempts, 2 backoffs, for the first alert only
     assert server.messages == []
 
     server.start()
+    assert bus.handle(RetryPendingNotifications()) == 0  # no one is due yet
+    clock.advance(45)  # past the 30 s pause and every first backoff (30 s x [0.5, 1.5))
     assert bus.handle(RetryPendingNotifications()) == 5
 
     by_id = Counter(m.message["Message-ID"] for m in server.messages)
@@ -258,9 +274,104 @@ def test_notifications_stay_pending_while_the_server_is_down_and_go_out_once_it_
     sent = [record for user in users for record in bus.ask(ListNotifications(user))]
     assert {r.status for r in sent} == {DeliveryStatus.SENT}
     assert all(r.attempts == 2 for r in sent)
+    clock.advance(3600)
     assert bus.handle(RetryPendingNotifications()) == 0
     assert len(server.messages) == 5
     assert mailer.connections_opened == 1
+
+
+def test_while_paused_the_mailer_fails_fast_then_tries_once_and_recovers(
+    server: SmtpServer, mailer: SmtpMailer, sleeps: list[float], clock: ManualClock
+):
+    """Unreachable: one round of retries, then MailTemporaryError at once for `pause_s`;
+    after it one trial goes to the server, and when it is back mail flows again."""
+    server.stop()
+    with pytest.raises(MailTemporaryError, match="ConnectionRefusedError"):
+        mailer.send(notification(1))
+    assert sleeps == [0.01, 0.02]
+
+    clock.advance(29)
+    with pytest.raises(MailTemporaryError, match="not attempted"):
+        mailer.send(notification(2))
+    assert sleeps == [0.01, 0.02]  # no new attempt, no waiting
+
+    clock.advance(1)  # the pause is over: a trial, still refused, pauses again
+    with pytest.raises(MailTemporaryError, match="ConnectionRefusedError"):
+        mailer.send(notification(3))
+    assert sleeps == [0.01, 0.02] * 2
+    with pytest.raises(MailTemporaryError, match="not attempted"):
+        mailer.send(notification(4))
+
+    server.start()
+    clock.advance(30)
+    mailer.send(notification(5))
+    mailer.send(notification(6))
+    ids = [m.message["Message-ID"] for m in server.messages]
+    assert ids == [message_id(notification(5)), message_id(notification(6))]
+
+
+def test_a_deferred_recipient_does_not_pause_the_mailer(
+    server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
+):
+    """A 451 for one recipient is that message's problem; the next one goes out at once."""
+    server.handler.answer_next("RCPT", *["451 4.2.0 greylisted"] * 3)
+    with pytest.raises(MailTemporaryError, match="451"):
+        mailer.send(notification(1))
+
+    mailer.send(notification(2))
+    assert [m.message["Message-ID"] for m in server.messages] == [message_id(notification(2))]
+
+
+# ----- send_many: messages built in a worker process while the connection sends ------------
+
+
+def test_send_many_builds_in_a_worker_and_sends_in_order_over_one_connection(
+    server: SmtpServer, mailer: SmtpMailer
+):
+    """60 e-mails, built by the worker process, arrive in order over one connection; an
+    unbuildable one in the middle is a permanent failure and the rest still go out."""
+    batch = [notification(n) for n in range(60)]
+    batch[30] = notification(30, email=Email("bad@example.com\r\nBcc: victim@example.com"))
+
+    outcomes = list(mailer.send_many(batch))
+
+    assert [o is None for o in outcomes] == [n != 30 for n in range(60)]
+    assert isinstance(outcomes[30], MailPermanentError)
+    ids = [m.message["Message-ID"] for m in server.messages]
+    assert ids == [message_id(n) for i, n in enumerate(batch) if i != 30]
+    assert all("victim" not in m.rcpt_tos for m in server.messages)
+    assert mailer.connections_opened == 1
+    assert server.connections == 1
+
+
+def test_send_many_stops_sending_where_the_caller_stops_reading(
+    server: SmtpServer, mailer: SmtpMailer
+):
+    """Each outcome is known before the next message goes out: a caller that stops after
+    three (say, its database failed) has sent exactly three."""
+    sending = mailer.send_many([notification(n) for n in range(40)])
+    assert [next(sending) for _ in range(3)] == [None, None, None]
+    sending.close()
+
+    assert len(server.messages) == 3
+    mailer.send(notification(99))  # the mailer is still usable
+    assert len(server.messages) == 4
+
+
+def test_send_many_survives_the_loss_of_its_build_worker(server: SmtpServer, mailer: SmtpMailer):
+    """Killed build worker: the batch is built inline instead; nothing is lost or doubled."""
+    assert all(o is None for o in mailer.send_many([notification(n) for n in range(10)]))
+    pool = mailer._pool
+    assert pool is not None
+    for process in list(pool._processes.values()):
+        process.kill()
+        process.join(5)
+
+    outcomes = list(mailer.send_many([notification(n) for n in range(10, 30)]))
+
+    assert outcomes == [None] * 20
+    ids = [m.message["Message-ID"] for m in server.messages]
+    assert ids == [message_id(notification(n)) for n in range(30)]
 
 
 def test_a_server_restart_between_messages_is_survived_by_reconnecting(

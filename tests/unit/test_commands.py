@@ -34,6 +34,7 @@ from stockalert.domain.model import (
     Notification,
     NotificationKind,
     Quote,
+    RetryPolicy,
     Side,
     SideStatus,
     Ticker,
@@ -860,13 +861,18 @@ def test_temporary_mail_failure_stays_pending_until_a_retry_sends_it(
     assert pending.attempts == 1
     assert pending.last_error == "421 try later"
     assert mailer.sent == []
+    delay = RetryPolicy().delay_s(pending.notification.notification_id, 1)
+    assert pending.next_attempt_at == clock.now() + timedelta(seconds=delay)
 
+    assert bus.handle(RetryPendingNotifications()) == 0  # not due yet
+    clock.advance(delay)
     assert bus.handle(RetryPendingNotifications()) == 1
 
     (sent,) = bus.ask(ListNotifications(user_id))
     assert sent.status is DeliveryStatus.SENT
     assert sent.attempts == 2
     assert sent.last_error is None
+    assert sent.next_attempt_at is None
     assert mailer.sent == [pending.notification]
     assert bus.handle(RetryPendingNotifications()) == 0
     assert len(mailer.sent) == 1
@@ -890,6 +896,89 @@ def test_permanent_mail_failure_is_recorded_and_never_retried(
 
     assert mailer.sent == []
     assert bus.ask(ListNotifications(user_id)) == [failed]
+
+
+def test_each_failed_attempt_doubles_the_wait_before_the_next(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+):
+    """Backoff: 30 s, 60 s, 120 s ... (times a jitter in [0.5, 1.5)); retrying before the
+    next attempt is due neither sends nor counts an attempt."""
+    user_id = register(bus, "alice@example.com", SubscriptionSpec("AAPL", high_value=100))
+    mailer.fail_next(*[MailTemporaryError("451 later")] * 4)
+    record(bus, clock, 1, 101)
+
+    waits = []
+    for attempt in range(1, 5):
+        (pending,) = bus.ask(ListNotifications(user_id))
+        assert pending.attempts == attempt
+        wait = (pending.next_attempt_at - clock.now()).total_seconds()
+        assert 0.5 * 30 * 2 ** (attempt - 1) <= wait < 1.5 * 30 * 2 ** (attempt - 1)
+        waits.append(wait)
+        clock.advance(wait - 1)
+        assert bus.handle(RetryPendingNotifications()) == 0
+        assert bus.ask(ListNotifications(user_id))[0].attempts == attempt
+        clock.advance(1)
+        bus.handle(RetryPendingNotifications())
+    (sent,) = bus.ask(ListNotifications(user_id))
+    assert sent.status is DeliveryStatus.SENT
+    assert sent.attempts == 5
+    assert len(mailer.sent) == 1
+    assert len(set(waits)) == 4
+
+
+def test_the_retry_policy_is_capped_deterministic_and_spread():
+    """Same id and attempt, same delay; never above max_s; different ids do not retry in
+    lock-step after an outage."""
+    policy = RetryPolicy(base_s=10, max_s=300)
+    assert policy.delay_s("a:HIGH:1", 3) == policy.delay_s("a:HIGH:1", 3)
+    assert all(policy.delay_s("a:HIGH:1", n) <= 300 for n in range(1, 80))
+    assert policy.delay_s("a:HIGH:1", 79) >= 150
+    firsts = {round(policy.delay_s(f"s{n}:HIGH:1", 1), 3) for n in range(100)}
+    assert len(firsts) > 90
+    assert min(firsts) >= 5
+    assert max(firsts) < 15
+    with pytest.raises(ValueError, match="base_s"):
+        RetryPolicy(base_s=10, max_s=5)
+
+
+def test_retry_sends_every_due_notification_in_batches(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+):
+    """45 pending notifications, batches of 20: one RetryPending sends all 45, once each."""
+    mailer.fail_next(*[MailTemporaryError("421 down")] * 45)
+    for n in range(45):
+        register(bus, f"user{n}@example.com", SubscriptionSpec("AAPL", high_value=100))
+    record(bus, clock, 1, 101)
+    assert mailer.sent == []
+    clock.advance(3600)
+
+    assert bus.handle(RetryPendingNotifications(batch=20)) == 45
+
+    assert len({n.notification_id for n in mailer.sent}) == 45
+    assert len(mailer.sent) == 45
+    assert bus.handle(RetryPendingNotifications(batch=20)) == 0
+
+
+def test_retry_stops_at_a_batch_that_failed_entirely(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+):
+    """The server is still down: after one batch of temporary failures the rest is left
+    for later instead of failing one by one; nothing is lost."""
+    users = [
+        register(bus, f"user{n}@example.com", SubscriptionSpec("AAPL", high_value=100))
+        for n in range(30)
+    ]
+    mailer.fail_next(*[MailTemporaryError("421 down")] * 40)
+    record(bus, clock, 1, 101)
+    clock.advance(3600)
+
+    assert bus.handle(RetryPendingNotifications(batch=10)) == 0
+
+    attempts = sorted(bus.ask(ListNotifications(u))[0].attempts for u in users)
+    assert attempts == [1] * 20 + [2] * 10
+    clock.advance(3600)
+    assert bus.handle(RetryPendingNotifications(batch=10)) == 30
+    assert len(mailer.sent) == 30
 
 
 def test_domain_errors_carry_their_own_code(bus: MessageBus):

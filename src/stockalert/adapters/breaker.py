@@ -39,6 +39,7 @@ class CircuitBreaker:
         self,
         clock: Callable[[], float],
         *,
+        name: str = "prices",
         failure_threshold: int = 3,
         recovery_timeout_s: float = 300.0,
         half_open_max_calls: int = 1,
@@ -47,6 +48,7 @@ class CircuitBreaker:
         if failure_threshold < 1 or half_open_max_calls < 1:
             raise ValueError("failure_threshold and half_open_max_calls must be >= 1")
         self._clock = clock
+        self.name = name
         self.failure_threshold = failure_threshold
         self.recovery_timeout_s = recovery_timeout_s
         self.half_open_max_calls = half_open_max_calls
@@ -75,7 +77,7 @@ class CircuitBreaker:
         ):
             self._state = BreakerState.HALF_OPEN
             self._trials = 0
-            log.info("event=breaker_half_open")
+            log.info("event=breaker_half_open breaker=%s", self.name)
 
     def try_acquire(self) -> bool:
         """May a call go through now? (A HALF_OPEN admission is a trial; report its outcome.)"""
@@ -98,7 +100,7 @@ class CircuitBreaker:
                 else:
                     self._state = BreakerState.CLOSED
                     self._failures = 0
-                    log.info("event=breaker_closed")
+                    log.info("event=breaker_closed breaker=%s", self.name)
                 return
             if not failed:
                 self._failures = 0
@@ -112,7 +114,10 @@ class CircuitBreaker:
         self._opened_at = self._clock()
         self._failures = 0
         log.warning(
-            "event=breaker_open reason=%r retry_after_s=%g", reason, self.recovery_timeout_s
+            "event=breaker_open breaker=%s reason=%r retry_after_s=%g",
+            self.name,
+            reason,
+            self.recovery_timeout_s,
         )
 
 

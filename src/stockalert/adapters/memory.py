@@ -37,11 +37,13 @@ from stockalert.domain.model import (
     visible_ticker_status,
 )
 from stockalert.domain.ports import (
+    MailOutcome,
     MailPermanentError,
     MailTemporaryError,
     PriceResult,
     StoredReply,
     UnknownTicker,
+    send_each,
 )
 from stockalert.domain.views import SubscriptionView
 
@@ -233,9 +235,22 @@ class MemoryNotificationLedger(_Repo):
     def update(self, record: NotificationRecord) -> None:
         self._journal().set(self._store.notifications, record.notification.notification_id, record)
 
-    def pending(self) -> list[NotificationRecord]:
-        pending = [r for r in self._store.notifications.values() if r.status == "PENDING"]
-        return sorted(pending, key=lambda r: r.notification.quoted_at)
+    def pending(self, due_at: datetime, limit: int) -> list[NotificationRecord]:
+        due = [
+            r
+            for r in self._store.notifications.values()
+            if r.status == "PENDING" and (r.next_attempt_at is None or r.next_attempt_at <= due_at)
+        ]
+        # Never attempted (None) first, then by next attempt; the SQL ledger sorts the same.
+        due.sort(
+            key=lambda r: (
+                r.next_attempt_at is not None,
+                r.next_attempt_at or due_at,
+                r.notification.quoted_at,
+                r.notification.notification_id,
+            )
+        )
+        return due[:limit]
 
     def delete_for_user(self, user_id: str) -> None:
         doomed = [
@@ -439,6 +454,9 @@ class MemoryMailer:
                 raise TypeError("a mailer fails with MailTemporaryError or MailPermanentError")
             raise error
         self.sent.append(notification)
+
+    def send_many(self, notifications: Sequence[Notification]) -> Iterator[MailOutcome]:
+        return send_each(self.send, notifications)
 
 
 @attrs.define

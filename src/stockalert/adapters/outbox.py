@@ -4,11 +4,17 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from stockalert.adapters.email_message import DEFAULT_SENDER, build_message
 from stockalert.domain.model import Notification
-from stockalert.domain.ports import MailPermanentError, MailTemporaryError
+from stockalert.domain.ports import (
+    MailOutcome,
+    MailPermanentError,
+    MailTemporaryError,
+    send_each,
+)
 
 
 def file_name(notification_id: str) -> str:
@@ -26,6 +32,9 @@ class OutboxMailer:
     @property
     def directory(self) -> Path:
         return self._directory
+
+    def send_many(self, notifications: Sequence[Notification]) -> Iterator[MailOutcome]:
+        return send_each(self.send, notifications)
 
     def send(self, notification: Notification) -> None:
         target = self._directory / file_name(notification.notification_id)

@@ -4,26 +4,41 @@ Outcomes map onto the Mailer port: a 5xx answer is permanent (MailPermanentError
 as FAILED, never retried); 4xx answers, dropped connections, refused connections and
 authentication failures (a configuration problem that someone will fix) are temporary: a
 few quick retries with exponential backoff and jitter, then MailTemporaryError so the
-notification stays PENDING and is retried later. Nothing is ever dropped.
+notification stays PENDING and is retried later (the domain's RetryPolicy says when). Nothing
+is ever dropped.
+
+When the server is unreachable after those retries, the mailer pauses (a circuit breaker):
+for `pause_s` further e-mails fail at once with MailTemporaryError instead of each waiting
+through its own retries, then one trial goes through. An alert storm during an outage so
+costs one round of retries, not one per alert.
+
+`send_many` overlaps building the messages (the stdlib `email` package, about 1 ms of CPU
+each) with the SMTP exchange: batches are built ahead in a worker process (`build_processes`)
+while the one connection sends, and each outcome is yielded as soon as the server answered.
 """
 
 from __future__ import annotations
 
 import email.utils
+import itertools
 import logging
+import multiprocessing
 import random
 import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Generator, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
 
 import attrs
 
+from stockalert.adapters.breaker import CircuitBreaker
 from stockalert.adapters.email_message import DEFAULT_SENDER, build_message, to_bytes
 from stockalert.domain.model import Notification
-from stockalert.domain.ports import MailPermanentError, MailTemporaryError
+from stockalert.domain.ports import MailOutcome, MailPermanentError, MailTemporaryError
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +56,8 @@ class SmtpSettings:
     sender: str = DEFAULT_SENDER
     security: str = "starttls"  # "starttls", "tls" (implicit TLS, port 465) or "none"
     timeout_s: float = 10.0
+    pause_s: float = 30.0  # after the server was unreachable: fail fast this long
+    build_processes: int = 1  # worker processes building messages for send_many; 0: inline
 
     def __attrs_post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
@@ -49,11 +66,31 @@ class SmtpSettings:
             raise ValueError("sender must not contain line breaks")
         if not self.envelope_sender.isascii() or "@" not in self.envelope_sender:
             raise ValueError(f"sender {self.sender!r} has no ASCII e-mail address")
+        if self.pause_s < 0 or self.build_processes < 0:
+            raise ValueError("pause_s and build_processes must not be negative")
 
     @property
     def envelope_sender(self) -> str:
         """The bare address of `sender` (MAIL FROM)."""
         return email.utils.parseaddr(self.sender)[1]
+
+
+class _Unavailable(MailTemporaryError):
+    """The server could not be reached or talked to (not just one message deferred)."""
+
+
+# Below this many messages a batch is built inline: the worker's round trip is not worth it.
+_POOL_MIN_BATCH = 4
+# Messages per round trip to the worker: fewer trips, but the first message waits for all.
+_BUILD_CHUNK = 4
+
+
+def wire_message(notification: Notification, sender: str) -> bytes | MailPermanentError:
+    """The message as sent, or why it can never be (a worker process runs this)."""
+    try:
+        return to_bytes(build_message(notification, sender))
+    except ValueError as err:  # e.g. a header value with a line break: never sendable
+        return MailPermanentError(f"cannot build the message: {err}")
 
 
 class SmtpMailer:
@@ -67,6 +104,7 @@ class SmtpMailer:
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
+        monotonic: Callable[[], float] = time.monotonic,
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self._settings = settings
@@ -77,32 +115,111 @@ class SmtpMailer:
         self._tls = tls_context
         self._connection: smtplib.SMTP | None = None
         self._lock = threading.Lock()
+        self._breaker = CircuitBreaker(
+            monotonic,
+            name="smtp",
+            failure_threshold=1,
+            recovery_timeout_s=settings.pause_s,
+            slow_call_s=float("inf"),
+        )
+        self._pool: ProcessPoolExecutor | None = None
+        self._unavailable = ""
         self.connections_opened = 0
 
     def send(self, notification: Notification) -> None:
+        """Deliver one message or raise MailTemporaryError / MailPermanentError."""
+        outcome = next(self.send_many([notification]))
+        if outcome is not None:
+            raise outcome
+
+    def send_many(self, notifications: Sequence[Notification]) -> Iterator[MailOutcome]:
+        built = self._built(notifications)
         try:
-            # Flattened once here: smtplib.send_message would copy, re-parse the addresses
-            # and flatten again with a policy cloned per call.
-            data = to_bytes(build_message(notification, self._settings.sender))
-        except ValueError as err:  # e.g. a header value with a line break: never sendable
-            raise MailPermanentError(f"cannot build the message: {err}") from err
-        with self._lock:
-            self._send(data, notification)
+            for notification, data in zip(notifications, built, strict=True):
+                if isinstance(data, MailPermanentError):
+                    yield data
+                    continue
+                with self._lock:
+                    outcome = self._deliver(data, notification)
+                yield outcome
+        finally:
+            built.close()  # stops building what will not be sent
 
     def close(self) -> None:
-        """QUIT and close the connection (shutdown)."""
+        """QUIT and close the connection, stop the build worker (shutdown)."""
         with self._lock:
             connection, self._connection = self._connection, None
-            if connection is not None:
-                try:
-                    connection.quit()
-                except (smtplib.SMTPException, OSError):
-                    connection.close()
+            pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if connection is not None:
+            try:
+                connection.quit()
+            except (smtplib.SMTPException, OSError):
+                connection.close()
+
+    def _built(
+        self, notifications: Sequence[Notification]
+    ) -> Generator[bytes | MailPermanentError, None, None]:
+        sender = self._settings.sender
+        done = 0
+        pool = self._pool_for(len(notifications))
+        if pool is not None:
+            results = None
+            try:
+                results = pool.map(
+                    wire_message, notifications, itertools.repeat(sender), chunksize=_BUILD_CHUNK
+                )
+                for data in results:
+                    done += 1
+                    yield data
+                return
+            except BrokenProcessPool:  # the worker died (killed, out of memory)
+                log.warning("event=smtp_build_worker_lost action=build_inline")
+                with self._lock:
+                    if self._pool is pool:
+                        self._pool = None
+                pool.shutdown(wait=False, cancel_futures=True)
+            finally:
+                if results is not None:
+                    results.close()  # type: ignore[attr-defined]  # a generator: cancels the rest
+        for notification in notifications[done:]:
+            yield wire_message(notification, sender)
+
+    def _pool_for(self, count: int) -> ProcessPoolExecutor | None:
+        workers = self._settings.build_processes
+        if workers == 0 or count < _POOL_MIN_BATCH:
+            return None
+        with self._lock:
+            if self._pool is None:
+                # spawn, not fork: the parent has threads (gRPC, Kafka) that fork would copy.
+                context = multiprocessing.get_context("spawn")
+                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+            return self._pool
+
+    def _deliver(self, data: bytes, notification: Notification) -> MailOutcome:
+        """One message through the breaker; the caller holds the lock."""
+        if not self._breaker.try_acquire():
+            return MailTemporaryError(
+                f"not attempted, SMTP server unavailable: {self._unavailable}"
+            )
+        try:
+            self._send(data, notification)
+        except _Unavailable as err:
+            self._unavailable = str(err)
+            self._breaker.record(success=False, duration_s=0.0)
+            return err
+        except (MailTemporaryError, MailPermanentError) as err:
+            self._breaker.record(success=True, duration_s=0.0)  # the server answered
+            return err
+        self._breaker.record(success=True, duration_s=0.0)
+        return None
 
     def _send(self, data: bytes, notification: Notification) -> None:
         reason = "not attempted"
         recipients = [notification.email.value]
         for attempt in range(1, self._attempts + 1):
+            unavailable = True
             try:
                 self._connect().sendmail(self._settings.envelope_sender, recipients, data)
                 return
@@ -111,7 +228,7 @@ class SmtpMailer:
                 text = "; ".join(f"{code} {msg!r}" for code, msg in err.recipients.values())
                 if any(500 <= code < 600 for code in codes):
                     raise MailPermanentError(f"recipient refused: {text}") from err
-                reason = f"recipient deferred: {text}"
+                reason, unavailable = f"recipient deferred: {text}", False
             except smtplib.SMTPAuthenticationError as err:
                 self._drop()
                 # Wrong credentials are fixed by an operator; the mail must wait, not vanish.
@@ -121,6 +238,7 @@ class SmtpMailer:
                     raise MailPermanentError(f"{err.smtp_code} {_text(err.smtp_error)}") from err
                 if err.smtp_code == 421:
                     self._drop()  # the server is closing the connection
+                unavailable = err.smtp_code == 421
                 reason = f"{err.smtp_code} {_text(err.smtp_error)}"
             except (smtplib.SMTPException, OSError) as err:
                 self._drop()
@@ -135,7 +253,7 @@ class SmtpMailer:
                     reason,
                 )
                 self._sleep(delay)
-        raise MailTemporaryError(reason)
+        raise (_Unavailable if unavailable else MailTemporaryError)(reason)
 
     def _connect(self) -> smtplib.SMTP:
         if self._connection is not None:

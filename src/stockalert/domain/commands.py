@@ -162,4 +162,7 @@ class CleanUp(Command):
 
 @attrs.frozen
 class RetryPendingNotifications(Command):
-    """Try again to deliver every notification still pending (e.g. after an SMTP outage)."""
+    """Deliver the PENDING notifications that are due (their backoff has passed), `batch`
+    per mailer call, until none is due or the mail server is unavailable."""
+
+    batch: int = attrs.field(default=100, validator=attrs.validators.ge(1))

@@ -51,6 +51,7 @@ from stockalert.domain.model import (
     Email,
     NotificationRecord,
     Quote,
+    RetryPolicy,
     Side,
     SideState,
     Subscription,
@@ -66,6 +67,7 @@ from stockalert.domain.ports import (
     FetchFailed,
     IdGenerator,
     Mailer,
+    MailOutcome,
     MailPermanentError,
     MailTemporaryError,
     PasswordHasher,
@@ -377,12 +379,31 @@ def record_quotes(cmd: RecordQuotes, uow: UnitOfWork, *, clock: Clock) -> int:
 
 
 def retry_pending_notifications(
-    cmd: RetryPendingNotifications, uow: UnitOfWork, *, mailer: Mailer, clock: Clock
+    cmd: RetryPendingNotifications,
+    uow: UnitOfWork,
+    *,
+    mailer: Mailer,
+    clock: Clock,
+    retry: RetryPolicy,
 ) -> int:
-    """Attempt delivery of every pending notification; returns how many got sent."""
-    with uow:
-        pending = uow.notifications.pending()
-    return sum(_attempt(record, uow, mailer, clock) for record in pending)
+    """Deliver every due PENDING notification; returns how many got sent.
+
+    Stops early when a whole batch failed temporarily: the server is down, and the rest
+    would fail the same way; they stay PENDING until their backoff has passed.
+    """
+    sent = 0
+    tried: set[str] = set()
+    while True:
+        with uow:
+            due = uow.notifications.pending(clock.now(), cmd.batch)
+        batch = [r for r in due if r.notification.notification_id not in tried]
+        if not batch:
+            return sent  # nothing due, or only what this call already tried (no backoff)
+        tried.update(r.notification.notification_id for r in batch)
+        outcomes = _deliver(batch, uow, mailer, clock, retry)
+        sent += outcomes.count(None)
+        if all(isinstance(o, MailTemporaryError) for o in outcomes) or len(due) < cmd.batch:
+            return sent
 
 
 # ----- event handlers ----------------------------------------------------------------------
@@ -422,7 +443,7 @@ def clean_up(cmd: CleanUp, uow: UnitOfWork, *, clock: Clock) -> CleanupReport:
 
 
 def deliver_notification(
-    event: AlertRaised, uow: UnitOfWork, *, mailer: Mailer, clock: Clock
+    event: AlertRaised, uow: UnitOfWork, *, mailer: Mailer, clock: Clock, retry: RetryPolicy
 ) -> None:
     """Send an alert once: the ledger entry exists before the e-mail, sent or not."""
     notification = event.notification
@@ -447,31 +468,59 @@ def deliver_notification(
             )
             uow.notifications.add(record)
         uow.commit()
-    _attempt(record, uow, mailer, clock)
+    _deliver([record], uow, mailer, clock, retry)
 
 
-def _attempt(record: NotificationRecord, uow: UnitOfWork, mailer: Mailer, clock: Clock) -> bool:
+# Outcomes are committed in groups: one transaction per e-mail would cost more than the
+# e-mail, and a crash between the server's "250" and the commit resends at most this many.
+_OUTCOMES_PER_COMMIT = 10
+
+
+def _deliver(
+    records: list[NotificationRecord],
+    uow: UnitOfWork,
+    mailer: Mailer,
+    clock: Clock,
+    retry: RetryPolicy,
+) -> list[MailOutcome]:
+    """Send `records` in one mailer call and record each outcome: SENT, FAILED with the
+    reason, or still PENDING with the error and the time of its next attempt."""
+    outcomes: list[MailOutcome] = []
+    updates: list[NotificationRecord] = []
+    sending = mailer.send_many([r.notification for r in records])
+    try:
+        for record, outcome in zip(records, sending, strict=False):
+            outcomes.append(outcome)
+            updates.append(_after_attempt(record, outcome, clock.now(), retry))
+            if len(updates) >= _OUTCOMES_PER_COMMIT:
+                _store(updates, uow)
+                updates = []
+    finally:
+        close = getattr(sending, "close", None)
+        if close is not None:
+            close()  # a generator stops sending here if recording failed
+        _store(updates, uow)
+    if len(outcomes) != len(records):
+        raise RuntimeError(f"the mailer gave {len(outcomes)} outcomes for {len(records)} e-mails")
+    return outcomes
+
+
+def _after_attempt(
+    record: NotificationRecord, outcome: MailOutcome, now: datetime, retry: RetryPolicy
+) -> NotificationRecord:
     notification = record.notification
     attempts = record.attempts + 1
-    error: str | None
-    try:
-        mailer.send(notification)
-    except MailTemporaryError as err:
-        status, error = DeliveryStatus.PENDING, str(err)
-    except MailPermanentError as err:
-        status, error = DeliveryStatus.FAILED, str(err)
+    if outcome is None:
+        status, error, next_at = DeliveryStatus.SENT, None, None
+    elif isinstance(outcome, MailPermanentError):
+        status, error, next_at = DeliveryStatus.FAILED, str(outcome), None
     else:
-        status, error = DeliveryStatus.SENT, None
-    updated = attrs.evolve(
-        record,
-        status=status,
-        attempts=attempts,
-        last_error=error,
-        sent_at=clock.now() if status is DeliveryStatus.SENT else None,
-    )
+        delay = timedelta(seconds=retry.delay_s(notification.notification_id, attempts))
+        status, error, next_at = DeliveryStatus.PENDING, str(outcome), now + delay
     log.log(
         logging.INFO if status is DeliveryStatus.SENT else logging.WARNING,
-        "event=notification_%s notification_id=%s to=%s ticker=%s side=%s attempts=%d error=%r",
+        "event=notification_%s notification_id=%s to=%s ticker=%s side=%s attempts=%d "
+        "error=%r next_attempt_at=%s",
         {"SENT": "sent", "PENDING": "deferred", "FAILED": "failed"}[status.value],
         notification.notification_id,
         notification.email,
@@ -479,9 +528,23 @@ def _attempt(record: NotificationRecord, uow: UnitOfWork, mailer: Mailer, clock:
         notification.side,
         attempts,
         error,
+        next_at.isoformat() if next_at else "-",
     )
+    return attrs.evolve(
+        record,
+        status=status,
+        attempts=attempts,
+        last_error=error,
+        sent_at=now if status is DeliveryStatus.SENT else None,
+        next_attempt_at=next_at,
+    )
+
+
+def _store(updates: list[NotificationRecord], uow: UnitOfWork) -> None:
+    if not updates:
+        return
     with uow:
-        if uow.notifications.get(notification.notification_id) is not None:
-            uow.notifications.update(updated)  # not if the user was deleted meanwhile
+        for updated in updates:
+            if uow.notifications.get(updated.notification.notification_id) is not None:
+                uow.notifications.update(updated)  # not if the user was deleted meanwhile
         uow.commit()
-    return status is DeliveryStatus.SENT

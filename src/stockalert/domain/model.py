@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 import math
 import re
+import zlib
 from datetime import datetime
 
 import attrs
@@ -270,3 +271,26 @@ class NotificationRecord:
     last_error: str | None = None
     created_at: datetime | None = None
     sent_at: datetime | None = None
+    next_attempt_at: datetime | None = None  # PENDING only; None: due now
+
+
+@attrs.frozen
+class RetryPolicy:
+    """When a PENDING notification is tried again: exponential backoff, capped, with a
+    jitter that spreads the retries of many notifications (an outage leaves many pending)
+    yet is deterministic (a hash of the notification id and attempt), so tests can predict it.
+    """
+
+    base_s: float = 30.0
+    max_s: float = 900.0
+
+    def __attrs_post_init__(self) -> None:
+        if not 0 <= self.base_s <= self.max_s:
+            raise ValueError("retry delays need 0 <= base_s <= max_s")
+
+    def delay_s(self, notification_id: str, attempts: int) -> float:
+        """Seconds to wait after the `attempts`-th failed attempt: base * 2^(attempts-1),
+        times a factor in [0.5, 1.5), never above max_s."""
+        exponential = self.base_s * 2.0 ** min(max(attempts - 1, 0), 40)
+        spread = zlib.crc32(f"{notification_id}#{attempts}".encode()) / 2**32
+        return min(self.max_s, exponential * (0.5 + spread))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime
 from types import TracebackType
@@ -125,12 +125,32 @@ class TokenIssuer(Protocol):
         ...
 
 
-class Mailer(Protocol):
-    """Sends one notification e-mail; its Message-ID derives from the notification id."""
+# What sending one e-mail came to: None when the server accepted it.
+MailOutcome: TypeAlias = "MailTemporaryError | MailPermanentError | None"
 
-    def send(self, notification: Notification) -> None:
-        """Deliver or raise MailTemporaryError / MailPermanentError."""
+
+class Mailer(Protocol):
+    """Sends notification e-mails; each Message-ID derives from the notification id."""
+
+    def send_many(self, notifications: Sequence[Notification]) -> Iterator[MailOutcome]:
+        """Send in order, yielding each outcome as soon as it is known, so the caller can
+        record it before the next message goes out. Never raises for one message: a
+        temporary failure (4xx, server unreachable) or a permanent one (5xx) is yielded.
+        Messages after the point where the caller stops iterating are not sent."""
         ...
+
+
+def send_each(
+    send: Callable[[Notification], None], notifications: Sequence[Notification]
+) -> Iterator[MailOutcome]:
+    """`Mailer.send_many` for a mailer that sends one message at a time."""
+    for notification in notifications:
+        try:
+            send(notification)
+        except (MailTemporaryError, MailPermanentError) as err:
+            yield err
+        else:
+            yield None
 
 
 class EventPublisher(Protocol):
@@ -223,7 +243,11 @@ class NotificationLedger(Protocol):
     def get(self, notification_id: str) -> NotificationRecord | None: ...
     def add(self, record: NotificationRecord) -> None: ...
     def update(self, record: NotificationRecord) -> None: ...
-    def pending(self) -> list[NotificationRecord]: ...
+    def pending(self, due_at: datetime, limit: int) -> list[NotificationRecord]:
+        """Up to `limit` PENDING notifications whose next attempt is due at `due_at`,
+        the longest-waiting first (never attempted ones before retries)."""
+        ...
+
     def delete_for_user(self, user_id: str) -> None: ...
 
 

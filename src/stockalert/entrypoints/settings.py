@@ -50,12 +50,12 @@ def _seconds(environ: Mapping[str, str], name: str, default: float, minimum: flo
     return value
 
 
-def _count(environ: Mapping[str, str], name: str, default: int) -> int:
+def _count(environ: Mapping[str, str], name: str, default: int, minimum: int = 1) -> int:
     raw = environ.get(name, "").strip()
     if not raw:
         return default
-    if not raw.isdigit() or int(raw) < 1:
-        raise ConfigError(f"{name}={raw!r} must be a whole number >= 1")
+    if not raw.isdigit() or int(raw) < minimum:
+        raise ConfigError(f"{name}={raw!r} must be a whole number >= {minimum}")
     return int(raw)
 
 
@@ -122,8 +122,23 @@ def mail_config(environ: Mapping[str, str], outbox: str) -> dict[str, Any]:
             "sender": sender,
             "security": security,
             "timeout_s": _seconds(environ, "STOCKALERT_SMTP_TIMEOUT_S", 10.0, minimum=0.1),
+            "pause_s": _seconds(environ, "STOCKALERT_SMTP_PAUSE_S", 30.0, minimum=0.0),
+            "build_processes": _count(environ, "STOCKALERT_SMTP_BUILD_PROCESSES", 1, minimum=0),
         },
     }
+
+
+def mail_retry_config(environ: Mapping[str, str]) -> dict[str, float]:
+    """Backoff of PENDING notifications: STOCKALERT_MAIL_RETRY_BASE_S doubling per attempt
+    (with jitter) up to STOCKALERT_MAIL_RETRY_MAX_S."""
+    base = _seconds(environ, "STOCKALERT_MAIL_RETRY_BASE_S", 30.0, minimum=0.0)
+    cap = _seconds(environ, "STOCKALERT_MAIL_RETRY_MAX_S", 900.0, minimum=0.0)
+    if cap < base:
+        raise ConfigError(
+            f"STOCKALERT_MAIL_RETRY_MAX_S={cap:g} must be at least "
+            f"STOCKALERT_MAIL_RETRY_BASE_S={base:g}"
+        )
+    return {"base_s": base, "max_s": cap}
 
 
 def storage_config(environ: Mapping[str, str]) -> dict[str, str]:
@@ -218,6 +233,7 @@ def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "auth_secret": _auth_secret(environ, state_dir),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
         "mail": mail_config(environ, outbox),
+        "mail_retry": mail_retry_config(environ),
         "alerting": True,
         **collector_config(environ),
     }

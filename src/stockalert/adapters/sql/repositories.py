@@ -6,7 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy import Connection, delete, func, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from stockalert.adapters.sql import tables as t
@@ -87,6 +87,7 @@ def record_from_row(row: Any) -> NotificationRecord:
         last_error=row.last_error,
         created_at=row.created_at,
         sent_at=row.sent_at,
+        next_attempt_at=row.next_attempt_at,
     )
 
 
@@ -381,11 +382,17 @@ class SqlNotificationLedger(_Repo):
             update(t.notifications).where(t.notifications.c.notification_id == key).values(**values)
         )
 
-    def pending(self) -> list[NotificationRecord]:
+    def pending(self, due_at: datetime, limit: int) -> list[NotificationRecord]:
+        n = t.notifications.c
         rows = self._conn().execute(
             select(t.notifications)
-            .where(t.notifications.c.status == DeliveryStatus.PENDING.value)
-            .order_by(t.notifications.c.quoted_at)
+            .where(
+                n.status == DeliveryStatus.PENDING.value,
+                or_(n.next_attempt_at.is_(None), n.next_attempt_at <= due_at),
+            )
+            # NULL (never attempted) first on both MariaDB and SQLite.
+            .order_by(n.next_attempt_at, n.quoted_at, n.notification_id)
+            .limit(limit)
         )
         return [record_from_row(row) for row in rows]
 
@@ -412,6 +419,7 @@ def _record_values(record: NotificationRecord) -> dict[str, Any]:
         "last_error": None if record.last_error is None else record.last_error[:1000],
         "created_at": record.created_at,
         "sent_at": record.sent_at,
+        "next_attempt_at": record.next_attempt_at,
     }
 
 

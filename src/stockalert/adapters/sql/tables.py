@@ -144,8 +144,9 @@ notifications = Table(
     Column("last_error", String(1000), nullable=True),
     Column("created_at", UtcDateTime(), nullable=True),
     Column("sent_at", UtcDateTime(), nullable=True),
+    Column("next_attempt_at", UtcDateTime(), nullable=True),  # PENDING: when due (NULL: now)
     Index(None, "user_id", "quoted_at"),
-    Index(None, "status"),
+    Index(None, "status", "next_attempt_at"),
 )
 
 request_ledger = Table(
