@@ -24,6 +24,7 @@ from stockalert.containers import Container
 from stockalert.domain.commands import RecordQuotes
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import Quote, Ticker
+from stockalert.domain.ports import MailTemporaryError
 from stockalert.entrypoints import cli
 from tests.processes import free_port
 
@@ -371,6 +372,26 @@ def test_notifications_list_the_alert_after_a_crossing(
         190.0,
         "DELIVERY_STATUS_SENT",
     )
+
+
+def test_a_deferred_notification_shows_why_and_when_it_is_tried_next(
+    run: Cli,
+    registered: str,
+    feed: Callable[..., None],
+    mailer: MemoryMailer,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """PENDING lines carry the attempts, the server's answer and the next attempt time."""
+    assert run("watch", "AAPL", "--high", "190") == 0
+    mailer.fail_next(MailTemporaryError("421 4.3.2 try later"))
+    feed("AAPL", 185.0, 190.55)
+    capsys.readouterr()
+
+    assert run("notifications") == 0
+
+    (line,) = capsys.readouterr().out.splitlines()
+    assert "AAPL HIGH CROSSING price=190.55 threshold=190 PENDING attempts=1" in line
+    assert "error='421 4.3.2 try later' next_attempt_at=20" in line
 
 
 # ----- --json ----------------------------------------------------------------------------

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from stockalert.adapters.memory import MemoryMailer
-from stockalert.containers import Container, in_memory_config
+from stockalert.adapters.smtp import SmtpSettings
+from stockalert.containers import Container, in_memory_config, retry_policy
 from stockalert.domain.messagebus import MessageBus
+from stockalert.domain.model import RetryPolicy
 from stockalert.entrypoints import cli
 from stockalert.entrypoints.settings import ConfigError, embedded_config
 
@@ -20,7 +22,13 @@ ALLOWED_THIRD_PARTY = {"attrs", "sortedcontainers"}
 
 
 def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    smtp_only = {"STOCKALERT_SMTP_PORT", "STOCKALERT_SMTP_STARTTLS", "STOCKALERT_SMTP_FROM"}
+    smtp_only = {
+        "STOCKALERT_SMTP_PORT",
+        "STOCKALERT_SMTP_STARTTLS",
+        "STOCKALERT_SMTP_FROM",
+        "STOCKALERT_SMTP_PAUSE_S",
+        "STOCKALERT_SMTP_BUILD_PROCESSES",
+    }
     env = {"STOCKALERT_SMTP_HOST": "127.0.0.1"} if smtp_only & set(extra) else {}
     env |= {
         "STOCKALERT_PRICE_SOURCE": f"replay:{EXAMPLES / 'prices.csv'}",
@@ -66,6 +74,10 @@ def test_container_providers_can_be_overridden_with_fakes() -> None:
         ("STOCKALERT_SMTP_PORT", "smtp", "STOCKALERT_SMTP_PORT='smtp' must be a port"),
         ("STOCKALERT_SMTP_STARTTLS", "maybe", "STOCKALERT_SMTP_STARTTLS='maybe' must be true"),
         ("STOCKALERT_SMTP_FROM", "nobody", "STOCKALERT_SMTP_FROM='nobody' must be one address"),
+        ("STOCKALERT_SMTP_PAUSE_S", "-1", "STOCKALERT_SMTP_PAUSE_S='-1' must be at least 0"),
+        ("STOCKALERT_SMTP_BUILD_PROCESSES", "two", "STOCKALERT_SMTP_BUILD_PROCESSES='two'"),
+        ("STOCKALERT_MAIL_RETRY_BASE_S", "soon", "STOCKALERT_MAIL_RETRY_BASE_S='soon'"),
+        ("STOCKALERT_MAIL_RETRY_MAX_S", "5", "STOCKALERT_MAIL_RETRY_MAX_S=5 must be at least"),
     ],
 )
 def test_bad_environment_is_a_configuration_error_naming_the_variable(
@@ -75,6 +87,25 @@ def test_bad_environment_is_a_configuration_error_naming_the_variable(
     with pytest.raises(ConfigError) as excinfo:
         embedded_config(embedded_env(tmp_path, **{variable: value}))
     assert message in str(excinfo.value)
+
+
+def test_mail_settings_reach_the_mailer_and_the_retry_policy(tmp_path: Path) -> None:
+    """STOCKALERT_SMTP_* and STOCKALERT_MAIL_RETRY_* end up in the objects that use them."""
+    config = embedded_config(
+        embedded_env(
+            tmp_path,
+            STOCKALERT_SMTP_PAUSE_S="5",
+            STOCKALERT_SMTP_BUILD_PROCESSES="0",
+            STOCKALERT_MAIL_RETRY_BASE_S="2",
+            STOCKALERT_MAIL_RETRY_MAX_S="60",
+        )
+    )
+    assert config["mail"]["smtp"]["pause_s"] == 5.0
+    assert config["mail"]["smtp"]["build_processes"] == 0
+    assert retry_policy(config["mail_retry"]) == RetryPolicy(base_s=2.0, max_s=60.0)
+    assert retry_policy(None) == RetryPolicy()
+    settings = SmtpSettings(**config["mail"]["smtp"])
+    assert (settings.pause_s, settings.build_processes) == (5.0, 0)
 
 
 def test_embedded_run_generates_and_keeps_a_private_auth_secret(tmp_path: Path) -> None:

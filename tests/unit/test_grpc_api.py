@@ -28,7 +28,8 @@ from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from stockalert.containers import Container, in_memory_config
 from stockalert.domain.commands import RecordQuotes
 from stockalert.domain.errors import Unavailable
-from stockalert.domain.model import Email, Quote, Ticker, User
+from stockalert.domain.model import Email, Quote, RetryPolicy, Ticker, User
+from stockalert.domain.ports import MailTemporaryError
 
 GOOD_SECRET = "correct horse"  # a test account's password
 ALICE = "alice@example.com"
@@ -439,6 +440,23 @@ def test_list_notifications_lists_the_history_newest_first_as_sent(
         clock.now() + timedelta(minutes=1),
     ]
     assert len({n.notification_id for n in notes}) == 2
+
+
+def test_a_deferred_notification_shows_its_error_and_next_attempt(
+    alice: StockAlertClient, container: Container, clock: ManualClock
+) -> None:
+    """PENDING after a 421: the reply says why, how often it was tried and when it is next."""
+    container.mailer().fail_next(MailTemporaryError("421 4.3.2 try later"))
+    feed(container, "AAPL", 201.0)
+
+    (note,) = alice.notifications().notifications
+
+    assert note.status == pb.DELIVERY_STATUS_PENDING
+    assert note.attempts == 1
+    assert note.last_error == "421 4.3.2 try later"
+    assert not note.HasField("sent_at")
+    delay = RetryPolicy().delay_s(note.notification_id, 1)
+    assert note.next_attempt_at.ToDatetime(tzinfo=UTC) == clock.now() + timedelta(seconds=delay)
 
 
 def test_list_notifications_honours_the_limit(

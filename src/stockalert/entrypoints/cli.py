@@ -234,7 +234,13 @@ def cmd_notifications(args: argparse.Namespace) -> int:
         f"{pb.NotificationKind.Name(n.kind).removeprefix('NOTIFICATION_KIND_')} "
         f"price={n.price:g} threshold={n.threshold:g} "
         f"{pb.DeliveryStatus.Name(n.status).removeprefix('DELIVERY_STATUS_')}"
+        + (f" attempts={n.attempts}" if n.attempts > 1 or n.last_error else "")
         + (f" error={n.last_error!r}" if n.last_error else "")
+        + (
+            f" next_attempt_at={n.next_attempt_at.ToDatetime(UTC).isoformat()}"
+            if n.HasField("next_attempt_at")
+            else ""
+        )
         for n in reply.notifications
     ] or ["no notifications"]
     emit(args, reply, "\n".join(lines))

@@ -134,6 +134,8 @@ def notification_message(record: NotificationRecord) -> pb.Notification:
     )
     if record.sent_at is not None:
         message.sent_at.CopyFrom(timestamp(record.sent_at))
+    if record.next_attempt_at is not None:
+        message.next_attempt_at.CopyFrom(timestamp(record.next_attempt_at))
     return message
 
 
