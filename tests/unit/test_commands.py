@@ -39,7 +39,7 @@ from stockalert.domain.model import (
     SideStatus,
     Ticker,
 )
-from stockalert.domain.ports import MailPermanentError, MailTemporaryError
+from stockalert.domain.ports import MailNotAttempted, MailPermanentError, MailTemporaryError
 from stockalert.domain.queries import (
     GetLatestValue,
     ListNotifications,
@@ -924,6 +924,30 @@ def test_each_failed_attempt_doubles_the_wait_before_the_next(
     assert sent.attempts == 5
     assert len(mailer.sent) == 1
     assert len(set(waits)) == 4
+
+
+def test_an_e_mail_the_mailer_did_not_try_is_not_counted_as_an_attempt(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+):
+    """MailNotAttempted (the mailer pauses after an outage): PENDING, attempts unchanged,
+    tried again after the first backoff step, never a growing one."""
+    user_id = register(bus, "alice@example.com", SubscriptionSpec("AAPL", high_value=100))
+    mailer.fail_next(*[MailNotAttempted("not attempted, server unavailable")] * 3)
+    record(bus, clock, 1, 101)
+
+    for _ in range(2):
+        (pending,) = bus.ask(ListNotifications(user_id))
+        assert pending.status is DeliveryStatus.PENDING
+        assert pending.attempts == 0
+        assert pending.last_error == "not attempted, server unavailable"
+        delay = RetryPolicy().delay_s(pending.notification.notification_id, 1)
+        assert pending.next_attempt_at == clock.now() + timedelta(seconds=delay)
+        clock.advance(delay)
+        bus.handle(RetryPendingNotifications())
+    clock.advance(60)
+    assert bus.handle(RetryPendingNotifications()) == 1
+    (sent,) = bus.ask(ListNotifications(user_id))
+    assert sent.attempts == 1
 
 
 def test_the_retry_policy_is_capped_deterministic_and_spread():

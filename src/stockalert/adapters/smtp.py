@@ -38,7 +38,12 @@ import attrs
 from stockalert.adapters.breaker import CircuitBreaker
 from stockalert.adapters.email_message import DEFAULT_SENDER, build_message, to_bytes
 from stockalert.domain.model import Notification
-from stockalert.domain.ports import MailOutcome, MailPermanentError, MailTemporaryError
+from stockalert.domain.ports import (
+    MailNotAttempted,
+    MailOutcome,
+    MailPermanentError,
+    MailTemporaryError,
+)
 
 log = logging.getLogger(__name__)
 
@@ -200,9 +205,7 @@ class SmtpMailer:
     def _deliver(self, data: bytes, notification: Notification) -> MailOutcome:
         """One message through the breaker; the caller holds the lock."""
         if not self._breaker.try_acquire():
-            return MailTemporaryError(
-                f"not attempted, SMTP server unavailable: {self._unavailable}"
-            )
+            return MailNotAttempted(f"not attempted, SMTP server unavailable: {self._unavailable}")
         try:
             self._send(data, notification)
         except _Unavailable as err:

@@ -67,6 +67,7 @@ from stockalert.domain.ports import (
     FetchFailed,
     IdGenerator,
     Mailer,
+    MailNotAttempted,
     MailOutcome,
     MailPermanentError,
     MailTemporaryError,
@@ -509,13 +510,14 @@ def _after_attempt(
     record: NotificationRecord, outcome: MailOutcome, now: datetime, retry: RetryPolicy
 ) -> NotificationRecord:
     notification = record.notification
-    attempts = record.attempts + 1
+    tried = not isinstance(outcome, MailNotAttempted)
+    attempts = record.attempts + 1 if tried else record.attempts
     if outcome is None:
         status, error, next_at = DeliveryStatus.SENT, None, None
     elif isinstance(outcome, MailPermanentError):
         status, error, next_at = DeliveryStatus.FAILED, str(outcome), None
     else:
-        delay = timedelta(seconds=retry.delay_s(notification.notification_id, attempts))
+        delay = timedelta(seconds=retry.delay_s(notification.notification_id, max(attempts, 1)))
         status, error, next_at = DeliveryStatus.PENDING, str(outcome), now + delay
     log.log(
         logging.INFO if status is DeliveryStatus.SENT else logging.WARNING,

@@ -70,6 +70,11 @@ class MailTemporaryError(Exception):
     """Delivery may succeed later (4xx, connection refused): keep the notification pending."""
 
 
+class MailNotAttempted(MailTemporaryError):
+    """The mailer did not try (it pauses after finding the server unreachable): the
+    notification stays pending and this does not count as a delivery attempt."""
+
+
 class MailPermanentError(Exception):
     """Delivery will never succeed (5xx): record the failure, do not retry."""
 
