@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -59,3 +60,15 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     """The output of a command that must have succeeded."""
     assert result.returncode == 0, result.stderr
     return result.stdout
+
+
+def spawn_run(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`stockalert run` as a child process in `cwd`, its log (stderr) written to `log`."""
+    with log.open("wb") as stderr:
+        return subprocess.Popen(
+            [sys.executable, "-m", "stockalert.entrypoints.cli", "run"],
+            cwd=cwd,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+        )

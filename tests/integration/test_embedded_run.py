@@ -7,7 +7,6 @@ import email.policy
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from tests.processes import clean_environ, free_port, ok, run_cli, wait_until_serving
+from tests.processes import clean_environ, free_port, ok, run_cli, spawn_run, wait_until_serving
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -61,14 +60,7 @@ def embedded(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "XDG_CONFIG_HOME": str(tmp_path / "server-config"),
     }
     log = tmp_path / "run.log"
-    with log.open("wb") as stderr:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "stockalert.entrypoints.cli", "run"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    server = spawn_run(env, tmp_path, log)
     try:
         wait_until_serving(address, server, timeout=20)
         yield {"address": address, "server": server, "outbox": tmp_path / "outbox", "log": log}

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import clean_environ, free_port, ok, run_cli, wait_until_serving
+from tests.processes import clean_environ, free_port, ok, run_cli, spawn_run, wait_until_serving
 
 EMAIL = "alice@example.com"
 PASSWORD = "password123"
@@ -52,14 +51,7 @@ def start_run(tmp_path: Path) -> Iterator[Callable[[Path, str], subprocess.Popen
             "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
             "XDG_CONFIG_HOME": str(tmp_path / "server-config"),
         }
-        with (tmp_path / f"run-{len(started) + 1}.log").open("wb") as stderr:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "stockalert.entrypoints.cli", "run"],
-                cwd=tmp_path,
-                env=env,
-                stdout=subprocess.DEVNULL,
-                stderr=stderr,
-            )
+        server = spawn_run(env, tmp_path, tmp_path / f"run-{len(started) + 1}.log")
         started.append(server)
         wait_until_serving(address, server, timeout=20)
         return server

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -20,7 +18,7 @@ from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.adapters.grpc.server import start, stop
 from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
 from stockalert.containers import Container, in_memory_config
-from tests.processes import free_port
+from tests.processes import free_port, spawn_run
 
 UNREACHABLE_URL = "mysql+pymysql://u:p@127.0.0.1:1/db"
 PASSWORD = "password123"
@@ -126,14 +124,7 @@ def test_run_keeps_retrying_while_the_database_is_down_and_stops_cleanly_on_sigt
         "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
     }
     log = tmp_path / "run.log"
-    with log.open("wb") as stderr:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "stockalert.entrypoints.cli", "run"],
-            cwd=tmp_path,
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=stderr,
-        )
+    process = spawn_run(env, tmp_path, log)
     started = time.monotonic()
     try:
         deadline = started + 15
