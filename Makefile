@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install run protos test lint typecheck unit bench bench-collector clean
+.PHONY: install run protos test lint typecheck unit bench bench-collector bench-email clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ bench: install
 
 bench-collector: install
 	$(BIN)/python -m bench.collector
+
+bench-email: install
+	$(BIN)/python -m bench.email
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis
