@@ -84,6 +84,8 @@ class _Unavailable(MailTemporaryError):
     """The server could not be reached or talked to (not just one message deferred)."""
 
 
+# How a kept connection fails when the server closed it meanwhile (idle timeout, restart).
+_DROPPED = (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError)
 # Below this many messages a batch is built inline: the worker's round trip is not worth it.
 _POOL_MIN_BATCH = 4
 # Messages per round trip to the worker: fewer trips, but the first message waits for all.
@@ -221,8 +223,10 @@ class SmtpMailer:
     def _send(self, data: bytes, notification: Notification) -> None:
         reason = "not attempted"
         recipients = [notification.email.value]
-        for attempt in range(1, self._attempts + 1):
-            unavailable = True
+        attempt, reconnected = 0, False
+        while attempt < self._attempts:
+            attempt += 1
+            unavailable, reused = True, self._connection is not None
             try:
                 self._connect().sendmail(self._settings.envelope_sender, recipients, data)
                 return
@@ -246,6 +250,11 @@ class SmtpMailer:
             except (smtplib.SMTPException, OSError) as err:
                 self._drop()
                 reason = f"{type(err).__name__}: {err}"
+                if reused and not reconnected and isinstance(err, _DROPPED):
+                    # Most likely closed by the server while idle: reconnect at once, once.
+                    log.info("event=smtp_reconnect reason=%r", reason)
+                    attempt, reconnected = attempt - 1, True
+                    continue
             if attempt < self._attempts:
                 delay = self._backoff_s * 2 ** (attempt - 1) * (0.5 + self._jitter())
                 log.warning(
