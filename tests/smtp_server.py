@@ -4,6 +4,8 @@
 connections and QUIT commands it saw, and can be scripted to answer the next RCPT or DATA
 commands with an error ("421 4.3.0 try later", "550 5.1.1 no such mailbox", ...). It can be
 stopped and started again on the same port, to play a server that is down for a while.
+Optionally it speaks TLS (STARTTLS required, or implicit TLS) and requires a login
+(`Authenticator`: one user and password, logins counted).
 `sink_process` runs a server that only answers "250 OK" in a child process (benchmark).
 """
 
@@ -14,6 +16,7 @@ import email
 import email.policy
 import multiprocessing
 import socket
+import ssl
 import threading
 from collections import deque
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ from typing import Any
 
 import attrs
 from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP
+from aiosmtpd.smtp import SMTP, AuthResult, LoginPassword
 
 HOST = "127.0.0.1"
 SESSION_TIMEOUT_S = 30.0  # an idle client connection is closed by the server after this
@@ -45,6 +48,14 @@ class Received:
     rcpt_tos: tuple[str, ...]
     message: EmailMessage
     raw: bytes
+    tls: str | None = None  # the TLS version the message came over ("TLSv1.3"); None: clear
+
+
+def _tls_version(server: SMTP) -> str | None:
+    """The TLS version of the session (after STARTTLS or implicit), None if unencrypted."""
+    transport = server.transport
+    ssl_object = transport.get_extra_info("ssl_object") if transport is not None else None
+    return ssl_object.version() if ssl_object is not None else None
 
 
 class RecordingHandler:
@@ -84,7 +95,9 @@ class RecordingHandler:
         raw = bytes(envelope.original_content or envelope.content)
         parsed = email.message_from_bytes(raw, policy=email.policy.default)
         assert isinstance(parsed, EmailMessage)
-        received = Received(envelope.mail_from, tuple(envelope.rcpt_tos), parsed, raw)
+        received = Received(
+            envelope.mail_from, tuple(envelope.rcpt_tos), parsed, raw, _tls_version(server)
+        )
         with self._lock:
             self.messages.append(received)
         return "250 OK"
@@ -97,11 +110,33 @@ class RecordingHandler:
         return "221 Bye"
 
 
+class Authenticator:
+    """aiosmtpd authenticator: accepts one user and password, counts the AUTH attempts."""
+
+    def __init__(self, user: str, password: str) -> None:
+        self._expected = LoginPassword(user.encode(), password.encode())
+        self._lock = threading.Lock()
+        self.succeeded = 0
+        self.failed = 0
+
+    def __call__(
+        self, server: SMTP, session: Any, envelope: Any, mechanism: str, auth_data: Any
+    ) -> AuthResult:
+        success = auth_data == self._expected
+        with self._lock:
+            if success:
+                self.succeeded += 1
+            else:
+                self.failed += 1
+        # handled=False: aiosmtpd answers a failure with "535 5.7.8 ... credentials invalid"
+        return AuthResult(success=success, handled=False)
+
+
 class _CountingController(Controller):
     """Controller whose SMTP sessions report each new connection."""
 
-    def __init__(self, owner: SmtpServer, handler: object, port: int) -> None:
-        super().__init__(handler, hostname=HOST, port=port, ready_timeout=5.0)
+    def __init__(self, owner: SmtpServer, handler: object, port: int, **options: Any) -> None:
+        super().__init__(handler, hostname=HOST, port=port, ready_timeout=5.0, **options)
         self._owner = owner
 
     def factory(self) -> SMTP:
@@ -109,17 +144,44 @@ class _CountingController(Controller):
 
         class CountingSMTP(SMTP):
             def connection_made(self, transport: asyncio.BaseTransport) -> None:
-                owner.connection_made()
+                if self.transport is None:  # not the same connection again after STARTTLS
+                    owner.connection_made()
                 super().connection_made(transport)
 
         return CountingSMTP(self.handler, timeout=SESSION_TIMEOUT_S, **self.SMTP_kwargs)
 
 
 class SmtpServer:
-    """A recording SMTP server on 127.0.0.1 that can go down and come back on its port."""
+    """A recording SMTP server on 127.0.0.1 that can go down and come back on its port.
 
-    def __init__(self, handler: RecordingHandler | None = None) -> None:
+    With `tls_context` (a server context) it requires STARTTLS before anything but EHLO,
+    NOOP and QUIT, or with `implicit_tls` too it speaks TLS from the first byte. With
+    `login` (user, password) it offers AUTH over TLS only and counts the logins; it does not
+    require one before MAIL. Every (re)start uses the same options.
+    """
+
+    def __init__(
+        self,
+        handler: RecordingHandler | None = None,
+        *,
+        tls_context: ssl.SSLContext | None = None,
+        implicit_tls: bool = False,
+        login: tuple[str, str] | None = None,
+    ) -> None:
+        if implicit_tls and tls_context is None:
+            raise ValueError("implicit_tls needs a tls_context")
         self.handler = handler or RecordingHandler()
+        self.authenticator = Authenticator(*login) if login is not None else None
+        options: dict[str, Any] = {}
+        if implicit_tls:
+            options["ssl_context"] = tls_context
+        elif tls_context is not None:
+            options.update(tls_context=tls_context, require_starttls=True)
+        if self.authenticator is not None:
+            # aiosmtpd 1.4 only knows STARTTLS as TLS: with implicit TLS, auth_require_tls
+            # would refuse every AUTH (538; aio-libs/aiosmtpd#281). That session is TLS anyway.
+            options.update(authenticator=self.authenticator, auth_require_tls=not implicit_tls)
+        self._options = options
         self.port = free_port()
         self._controller: _CountingController | None = None
         self._lock = threading.Lock()
@@ -135,9 +197,22 @@ class SmtpServer:
 
     @property
     def connections(self) -> int:
-        """Client connections accepted (the controller's readiness probes not counted)."""
+        """Client connections accepted (the controller's readiness probes not counted; with
+        implicit TLS only those whose TLS handshake succeeded)."""
         with self._lock:
             return self._connections
+
+    @property
+    def logins(self) -> int:
+        """Successful AUTHs (0 without `login`)."""
+        auth = self.authenticator
+        return 0 if auth is None else auth.succeeded
+
+    @property
+    def failed_logins(self) -> int:
+        """AUTHs refused for a wrong user or password (0 without `login`)."""
+        auth = self.authenticator
+        return 0 if auth is None else auth.failed
 
     @property
     def messages(self) -> list[Received]:
@@ -153,7 +228,7 @@ class SmtpServer:
         assert self._controller is None, "already running"
         with self._lock:
             self._ignore += 1
-        controller = _CountingController(self, self.handler, self.port)
+        controller = _CountingController(self, self.handler, self.port, **self._options)
         controller.start()
         self._controller = controller
 

@@ -98,6 +98,12 @@ def clock() -> ManualClock:
 
 
 @pytest.fixture
+def sleeps() -> list[float]:
+    """A fake `sleep` for backoffs appends the delay here instead of waiting."""
+    return []
+
+
+@pytest.fixture
 def uow_factory(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, clock: ManualClock
 ) -> UowFactory:

@@ -66,17 +66,6 @@ def server() -> Iterator[SmtpServer]:
 
 
 @pytest.fixture
-def sleeps() -> list[float]:
-    return []
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    """Drives the bus (backoff of PENDING notifications) and the mailer's pause."""
-    return ManualClock()
-
-
-@pytest.fixture
 def mailer(server: SmtpServer, sleeps: list[float], clock: ManualClock) -> Iterator[SmtpMailer]:
     settings = SmtpSettings("127.0.0.1", server.port, security="none", timeout_s=5.0, pause_s=30)
     mailer = SmtpMailer(

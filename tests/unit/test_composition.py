@@ -89,6 +89,15 @@ def test_bad_environment_is_a_configuration_error_naming_the_variable(
     assert message in str(excinfo.value)
 
 
+def test_a_smtp_login_without_tls_is_refused_unless_the_server_is_local(tmp_path: Path) -> None:
+    """STOCKALERT_SMTP_USER with STARTTLS and TLS off would send the password in clear."""
+    plain = {"STOCKALERT_SMTP_STARTTLS": "false", "STOCKALERT_SMTP_USER": "alerts"}
+    with pytest.raises(ConfigError, match="STOCKALERT_SMTP_USER needs STOCKALERT_SMTP_STARTTLS"):
+        embedded_config(embedded_env(tmp_path, STOCKALERT_SMTP_HOST="mail.example.com", **plain))
+    local = embedded_config(embedded_env(tmp_path, STOCKALERT_SMTP_HOST="localhost", **plain))
+    assert local["mail"]["smtp"]["user"] == "alerts"
+
+
 def test_mail_settings_reach_the_mailer_and_the_retry_policy(tmp_path: Path) -> None:
     """STOCKALERT_SMTP_* and STOCKALERT_MAIL_RETRY_* end up in the objects that use them."""
     config = embedded_config(

@@ -1,14 +1,16 @@
 """SMTP delivery: one connection reused across messages, reconnected when it drops.
 
-Outcomes map onto the Mailer port: a 5xx answer is permanent (MailPermanentError: recorded
-as FAILED, never retried); 4xx answers, dropped connections, refused connections and
-authentication failures (a configuration problem that someone will fix) are temporary: a
-few quick retries with exponential backoff and jitter, then MailTemporaryError so the
-notification stays PENDING and is retried later (the domain's RetryPolicy says when). Nothing
-is ever dropped.
+Outcomes map onto the Mailer port:
+* a 5xx answer is permanent (MailPermanentError: recorded as FAILED, never retried);
+* 4xx answers, dropped and refused connections are temporary: a few quick retries with
+  exponential backoff and jitter, then MailTemporaryError, so the notification stays PENDING
+  and is retried later (the domain's RetryPolicy says when);
+* configuration problems (wrong credentials, 530 "STARTTLS / login required", no AUTH
+  offered, an untrusted certificate) are temporary too, without quick retries: the mail
+  waits until an operator fixes the settings. Nothing is ever dropped.
 
-When the server is unreachable after those retries, the mailer pauses (a circuit breaker):
-for `pause_s` further e-mails fail at once with MailTemporaryError instead of each waiting
+When the server is unreachable or misconfigured, the mailer pauses (a circuit breaker):
+for `pause_s` further e-mails fail at once with MailNotAttempted instead of each waiting
 through its own retries, then one trial goes through. An alert storm during an outage so
 costs one round of retries, not one per alert.
 
@@ -48,6 +50,7 @@ from stockalert.domain.ports import (
 log = logging.getLogger(__name__)
 
 SECURITY_MODES = ("starttls", "tls", "none")
+LOOPBACK = ("localhost", "127.0.0.1", "::1")  # where a login without TLS stays on the machine
 
 
 @attrs.frozen
@@ -71,6 +74,8 @@ class SmtpSettings:
             raise ValueError("sender must not contain line breaks")
         if not self.envelope_sender.isascii() or "@" not in self.envelope_sender:
             raise ValueError(f"sender {self.sender!r} has no ASCII e-mail address")
+        if self.user and self.security == "none" and self.host not in LOOPBACK:
+            raise ValueError("a login needs TLS: the password would cross the network in clear")
         if self.pause_s < 0 or self.build_processes < 0:
             raise ValueError("pause_s and build_processes must not be negative")
 
@@ -238,15 +243,25 @@ class SmtpMailer:
                 reason, unavailable = f"recipient deferred: {text}", False
             except smtplib.SMTPAuthenticationError as err:
                 self._drop()
-                # Wrong credentials are fixed by an operator; the mail must wait, not vanish.
-                reason = f"authentication failed: {err.smtp_code} {_text(err.smtp_error)}"
+                # Wrong credentials: trying again at once cannot help (and may lock the
+                # account); the mailer pauses until an operator fixes them. Mail waits.
+                text = f"authentication failed: {err.smtp_code} {_text(err.smtp_error)}"
+                raise _Unavailable(text) from err
             except smtplib.SMTPResponseException as err:
+                if err.smtp_code == 530:  # STARTTLS or a login required: our configuration
+                    self._drop()
+                    text = f"{err.smtp_code} {_text(err.smtp_error)} (check STOCKALERT_SMTP_*)"
+                    raise _Unavailable(text) from err
                 if 500 <= err.smtp_code < 600:
                     raise MailPermanentError(f"{err.smtp_code} {_text(err.smtp_error)}") from err
                 if err.smtp_code == 421:
                     self._drop()  # the server is closing the connection
                 unavailable = err.smtp_code == 421
                 reason = f"{err.smtp_code} {_text(err.smtp_error)}"
+            except (smtplib.SMTPNotSupportedError, ssl.SSLCertVerificationError) as err:
+                # No AUTH offered, or a certificate we do not trust: configuration, not luck.
+                self._drop()
+                raise _Unavailable(f"{type(err).__name__}: {err}") from err
             except (smtplib.SMTPException, OSError) as err:
                 self._drop()
                 reason = f"{type(err).__name__}: {err}"

@@ -108,6 +108,12 @@ def mail_config(environ: Mapping[str, str], outbox: str) -> dict[str, Any]:
         if not raw_port.isdigit() or not 1 <= int(raw_port) <= 65535:
             raise ConfigError(f"STOCKALERT_SMTP_PORT={raw_port!r} must be a port (1-65535)")
         port = int(raw_port)
+    user = environ.get("STOCKALERT_SMTP_USER", "").strip() or None
+    if user and security == "none" and host not in ("localhost", "127.0.0.1", "::1"):
+        raise ConfigError(
+            "STOCKALERT_SMTP_USER needs STOCKALERT_SMTP_STARTTLS or STOCKALERT_SMTP_TLS: "
+            f"the password would cross the network to {host} in clear"
+        )
     sender = environ.get("STOCKALERT_SMTP_FROM", "").strip() or "stockalert <alerts@localhost>"
     if any(c in sender for c in "\r\n") or "@" not in sender:
         raise ConfigError(f"STOCKALERT_SMTP_FROM={sender!r} must be one address, e.g. a@b.org")
@@ -117,7 +123,7 @@ def mail_config(environ: Mapping[str, str], outbox: str) -> dict[str, Any]:
         "smtp": {
             "host": host,
             "port": port,
-            "user": environ.get("STOCKALERT_SMTP_USER", "").strip() or None,
+            "user": user,
             "password": environ.get("STOCKALERT_SMTP_PASSWORD") or None,
             "sender": sender,
             "security": security,
