@@ -4,7 +4,9 @@ Mounted on a `requests.Session` for https:// and http://, it answers the request
 makes: the cookie (fc.yahoo.com), the crumb (/v1/test/getcrumb), the consent page (the
 fallback cookie strategy) and the chart endpoint (/v8/finance/chart/SYMBOL), whose JSON is
 built by `chart_json` with every `meta` field yfinance reads. Each symbol has a behaviour
-(ok, unknown, rate limited, slow, malformed...). Nothing ever leaves the process.
+(ok, unknown, rate limited, slow, malformed...), which `FakeYahoo._answer` plays for any
+endpoint (yahoo_fake_quote.py adds the quote endpoints through `_route`). Nothing ever leaves
+the process.
 """
 
 from __future__ import annotations
@@ -15,12 +17,12 @@ import json
 import threading
 import time
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
-from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from typing import Any, TypeAlias
+from urllib.parse import SplitResult, parse_qs, unquote, urlsplit
 
 import requests
 from requests.adapters import BaseAdapter
@@ -40,7 +42,7 @@ QUOTE_SUMMARY_NOT_FOUND = {
         "error": {"code": "Not Found", "description": "Quote not found for symbol"},
     }
 }
-QUOTE_NOT_FOUND = {"quoteResponse": {"result": [], "error": None}}
+QUOTE_NOT_FOUND: dict[str, Any] = {"quoteResponse": {"result": [], "error": None}}
 # What guce.yahoo.com/consent shows outside the EU: no consent form, so no csrfToken.
 CONSENT_PAGE = "<!doctype html><html><head><title>Yahoo</title></head><body></body></html>"
 A3_COOKIE = (
@@ -48,10 +50,11 @@ A3_COOKIE = (
     " SameSite=None; Secure; HttpOnly"
 )
 NEW_YORK_OFFSET_S = -4 * 3600  # EDT; the exact offset only matters for display
+Timeout: TypeAlias = float | tuple[float, float] | None  # what requests passes to `send`
 
 
 class Behaviour(enum.Enum):
-    """How the fake chart endpoint answers for one symbol."""
+    """How the fake answers a symbol's requests (the chart endpoint, or the quote endpoints)."""
 
     OK = "ok"
     UNKNOWN = "unknown"  # 404 with Yahoo's "No data found, symbol may be delisted"
@@ -190,12 +193,17 @@ class FakeYahoo(BaseAdapter):
         self.urls: list[str] = []
         self.chart_calls: Counter[str] = Counter()
         self._lock = threading.Lock()
+        self._released = threading.Event()  # set: SLOW answers at once
 
     def add(self, symbol: str, behaviour: Behaviour = Behaviour.OK, **kwargs: Any) -> FakeSymbol:
-        """Declare a symbol and how its chart endpoint answers."""
+        """Declare a symbol and how the fake answers its requests."""
         fake = FakeSymbol(behaviour, **kwargs)
         self.symbols[symbol] = fake
         return fake
+
+    def release(self) -> None:
+        """Make SLOW symbols answer at once from now on, including requests already waiting."""
+        self._released.set()
 
     def session(self) -> requests.Session:
         """A fresh session whose every request is answered by this fake."""
@@ -213,17 +221,22 @@ class FakeYahoo(BaseAdapter):
         self,
         request: requests.PreparedRequest,
         stream: bool = False,
-        timeout: float | tuple[float, float] | None = None,
+        timeout: Timeout = None,
         verify: bool | str = True,
         cert: Any = None,
         proxies: Mapping[str, str] | None = None,
     ) -> requests.Response:
         url = request.url or ""
-        parts = urlsplit(url)
         with self._lock:
             self.urls.append(url)
         if self.latency_s:
             time.sleep(self.latency_s)
+        return self._route(request, urlsplit(url), timeout)
+
+    def _route(
+        self, request: requests.PreparedRequest, parts: SplitResult, timeout: Timeout
+    ) -> requests.Response:
+        """The answer to one recorded request, chosen by its host and path."""
         host, path = parts.hostname or "", parts.path
         if host == "fc.yahoo.com":
             return _response(
@@ -241,20 +254,50 @@ class FakeYahoo(BaseAdapter):
             return self._chart(request, unquote(path.rsplit("/", 1)[1]), parts.query, timeout)
         return _response(request, 404, "<html>not here</html>", content_type="text/html")
 
+    def _count(self, calls: Counter[str], symbol: str) -> int:
+        """Count one more request for `symbol` in `calls`; how many there have been."""
+        with self._lock:
+            calls[symbol] += 1
+            return calls[symbol]
+
     def _chart(
+        self, request: requests.PreparedRequest, symbol: str, query: str, timeout: Timeout
+    ) -> requests.Response:
+        params = {k: v[-1] for k, v in parse_qs(query).items()}
+        return self._answer(
+            request,
+            symbol,
+            self._count(self.chart_calls, symbol),
+            timeout,
+            not_found=lambda: _response(request, 404, NOT_FOUND_BODY),
+            body=lambda fake, price: chart_json(
+                symbol,
+                price,
+                fake.quoted_at,
+                range_=params.get("range", "1d"),
+                interval=params.get("interval", "1d"),
+            ),
+        )
+
+    def _answer(
         self,
         request: requests.PreparedRequest,
         symbol: str,
-        query: str,
-        timeout: float | tuple[float, float] | None,
+        calls: int,
+        timeout: Timeout,
+        *,
+        not_found: Callable[[], requests.Response],
+        body: Callable[[FakeSymbol, float], Mapping[str, Any]],
     ) -> requests.Response:
-        params = {k: v[-1] for k, v in parse_qs(query).items()}
-        with self._lock:
-            self.chart_calls[symbol] += 1
-            calls = self.chart_calls[symbol]
+        """Answer the `calls`-th request for `symbol` of an endpoint, as its behaviour says.
+
+        The behaviours are the same for every endpoint; what differs is passed in: `not_found`,
+        the endpoint's answer for a symbol Yahoo does not know, and `body`, its JSON for a
+        well-formed answer from the symbol's fake and the price to show (0 for ZERO_PRICE).
+        """
         fake = self.symbols.get(symbol, self.default)
         if fake is None or fake.behaviour is Behaviour.UNKNOWN:
-            return _response(request, 404, NOT_FOUND_BODY)
+            return not_found()
         behaviour = fake.behaviour
         if behaviour is Behaviour.RATE_LIMITED or (
             behaviour is Behaviour.RATE_LIMITED_THEN_OK and calls <= fake.failures
@@ -265,22 +308,15 @@ class FakeYahoo(BaseAdapter):
         if behaviour is Behaviour.SLOW:
             read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
             if read_timeout is not None and read_timeout < fake.delay_s:
-                time.sleep(read_timeout)
+                self._released.wait(read_timeout)
                 raise requests.ReadTimeout(f"fake: read timed out after {read_timeout} s")
-            time.sleep(fake.delay_s)
+            self._released.wait(fake.delay_s)
         if behaviour is Behaviour.MALFORMED:
             return _response(request, 200, "<html>oops", content_type="text/html")
-        price = 0.0 if behaviour is Behaviour.ZERO_PRICE else fake.price
-        body = chart_json(
-            symbol,
-            price,
-            fake.quoted_at,
-            range_=params.get("range", "1d"),
-            interval=params.get("interval", "1d"),
-        )
+        answer = body(fake, 0.0 if behaviour is Behaviour.ZERO_PRICE else fake.price)
         if behaviour is Behaviour.TRUNCATED:
-            return _response(request, 200, json.dumps(body)[:200])
-        return _response(request, 200, body)
+            return _response(request, 200, json.dumps(answer)[:200])
+        return _response(request, 200, answer)
 
     def close(self) -> None:
         """Nothing to release."""

@@ -15,23 +15,22 @@
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
-from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import SplitResult, parse_qs, unquote
 
 import requests
 
 from tests.unit.yahoo_fake import (
+    QUOTE_NOT_FOUND,
     QUOTE_SUMMARY_NOT_FOUND,
-    Behaviour,
     FakeSymbol,
     FakeYahoo,
+    Timeout,
     _response,
 )
 
-TIMESERIES_EMPTY = {"timeseries": {"result": [], "error": None}}
+TIMESERIES_EMPTY: dict[str, Any] = {"timeseries": {"result": [], "error": None}}
 
 
 def quote_summary_json(symbol: str, price: float) -> dict[str, Any]:
@@ -111,16 +110,9 @@ class FakeYahooQuote(FakeYahoo):
         super().__init__(latency_s, default)
         self.quote_calls: Counter[str] = Counter()
 
-    def send(  # type: ignore[override]  # requests' signature, keyword defaults as HTTPAdapter
-        self,
-        request: requests.PreparedRequest,
-        stream: bool = False,
-        timeout: float | tuple[float, float] | None = None,
-        verify: bool | str = True,
-        cert: Any = None,
-        proxies: Mapping[str, str] | None = None,
+    def _route(
+        self, request: requests.PreparedRequest, parts: SplitResult, timeout: Timeout
     ) -> requests.Response:
-        parts = urlsplit(request.url or "")
         path = parts.path
         if path.startswith("/v10/finance/quoteSummary/"):
             symbol = unquote(path.rsplit("/", 1)[1])
@@ -129,54 +121,23 @@ class FakeYahooQuote(FakeYahoo):
             symbol = parse_qs(parts.query).get("symbols", [""])[-1]
             return self._quote_route(request, symbol, timeout, summary=False)
         if path.startswith("/ws/fundamentals-timeseries/"):
-            self._record(request)
             return _response(request, 200, TIMESERIES_EMPTY)
-        return super().send(request, stream, timeout, verify, cert, proxies)
-
-    def _record(self, request: requests.PreparedRequest) -> None:
-        with self._lock:
-            self.urls.append(request.url or "")
-        if self.latency_s:
-            time.sleep(self.latency_s)
+        return super()._route(request, parts, timeout)
 
     def _quote_route(
-        self,
-        request: requests.PreparedRequest,
-        symbol: str,
-        timeout: float | tuple[float, float] | None,
-        *,
-        summary: bool,
+        self, request: requests.PreparedRequest, symbol: str, timeout: Timeout, *, summary: bool
     ) -> requests.Response:
-        self._record(request)
-        with self._lock:
-            self.quote_calls[symbol] += 1
-            calls = self.quote_calls[symbol]
-        fake = self.symbols.get(symbol, self.default)
-        if fake is None or fake.behaviour is Behaviour.UNKNOWN:
+        calls = self._count(self.quote_calls, symbol)
+
+        def not_found() -> requests.Response:
+            if summary:  # a 404 naming the symbol
+                text = json.dumps(QUOTE_SUMMARY_NOT_FOUND).replace("symbol", f"symbol: {symbol}")
+                return _response(request, 404, text)
+            return _response(request, 200, QUOTE_NOT_FOUND)  # an empty result
+
+        def body(fake: FakeSymbol, price: float) -> dict[str, Any]:
             if summary:
-                body = json.dumps(QUOTE_SUMMARY_NOT_FOUND).replace("symbol", f"symbol: {symbol}")
-                return _response(request, 404, body)
-            return _response(request, 200, {"quoteResponse": {"result": [], "error": None}})
-        behaviour = fake.behaviour
-        if behaviour is Behaviour.RATE_LIMITED or (
-            behaviour is Behaviour.RATE_LIMITED_THEN_OK and calls <= fake.failures
-        ):
-            return _response(request, 429, "Too Many Requests\r\n", content_type="text/plain")
-        if behaviour is Behaviour.CONNECTION_ERROR:
-            raise requests.ConnectionError(f"fake: connection refused for {symbol}")
-        if behaviour is Behaviour.SLOW:
-            read_timeout = timeout[1] if isinstance(timeout, tuple) else timeout
-            if read_timeout is not None and read_timeout < fake.delay_s:
-                time.sleep(read_timeout)
-                raise requests.ReadTimeout(f"fake: read timed out after {read_timeout} s")
-            time.sleep(fake.delay_s)
-        if behaviour is Behaviour.MALFORMED:
-            return _response(request, 200, "<html>oops", content_type="text/html")
-        price = 0.0 if behaviour is Behaviour.ZERO_PRICE else fake.price
-        if summary:
-            body = quote_summary_json(symbol, price)
-        else:
-            body = v7_quote_json(symbol, price, int(fake.quoted_at.timestamp()))
-        if behaviour is Behaviour.TRUNCATED:
-            return _response(request, 200, json.dumps(body)[:200])
-        return _response(request, 200, body)
+                return quote_summary_json(symbol, price)
+            return v7_quote_json(symbol, price, int(fake.quoted_at.timestamp()))
+
+        return self._answer(request, symbol, calls, timeout, not_found=not_found, body=body)
