@@ -5,9 +5,13 @@ No real waiting: the mailer's backoff `sleep` is a fake that records the delays.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -430,3 +434,40 @@ def test_a_crafted_recipient_with_a_line_break_is_refused_and_nothing_is_deliver
     (received,) = server.messages
     assert received.rcpt_tos == ("alice@example.com",)
     assert received.message["Bcc"] is None
+
+
+def test_the_build_worker_ends_when_its_parent_is_killed(tmp_path: Path):
+    """SIGKILL cannot shut the pool down: the worker notices its parent is gone and exits
+    instead of living on as an orphan."""
+    script = (
+        "import os, sys\n"
+        "from stockalert.adapters.smtp import SmtpMailer, SmtpSettings\n"
+        "mailer = SmtpMailer(SmtpSettings('127.0.0.1', 25, security='none'))\n"
+        "pool = mailer._pool_for(100)\n"
+        "print(pool.submit(os.getpid).result(), flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    parent = subprocess.Popen(
+        [sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert parent.stdout is not None
+        worker = int(parent.stdout.readline())
+        assert alive(worker)
+    finally:
+        parent.kill()
+        parent.wait()
+
+    deadline = time.monotonic() + 10
+    while alive(worker):
+        assert time.monotonic() < deadline, f"worker {worker} outlived its parent"
+        time.sleep(0.1)
+
+
+def alive(pid: int) -> bool:
+    """Running (a zombie nobody reaped counts as gone)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

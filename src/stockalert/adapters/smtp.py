@@ -25,6 +25,7 @@ import email.utils
 import itertools
 import logging
 import multiprocessing
+import os
 import random
 import smtplib
 import ssl
@@ -93,6 +94,8 @@ class _Unavailable(MailTemporaryError):
 _DROPPED = (smtplib.SMTPServerDisconnected, ConnectionResetError, BrokenPipeError)
 # Below this many messages a batch is built inline: the worker's round trip is not worth it.
 _POOL_MIN_BATCH = 4
+# How often a build worker checks that the process that started it is still there.
+_PARENT_CHECK_S = 1.0
 # Messages per round trip to the worker: fewer trips, but the first message waits for all.
 _BUILD_CHUNK = 4
 
@@ -103,6 +106,18 @@ def wire_message(notification: Notification, sender: str) -> bytes | MailPermane
         return to_bytes(build_message(notification, sender))
     except ValueError as err:  # e.g. a header value with a line break: never sendable
         return MailPermanentError(f"cannot build the message: {err}")
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Build worker start-up: end this worker when its parent is gone, even a parent killed
+    with SIGKILL (which cannot shut the pool down), instead of living on as an orphan."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(_PARENT_CHECK_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="exit-with-parent", daemon=True).start()
 
 
 class SmtpMailer:
@@ -206,7 +221,12 @@ class SmtpMailer:
             if self._pool is None:
                 # spawn, not fork: the parent has threads (gRPC, Kafka) that fork would copy.
                 context = multiprocessing.get_context("spawn")
-                self._pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+                self._pool = ProcessPoolExecutor(
+                    max_workers=workers,
+                    mp_context=context,
+                    initializer=_exit_with_parent,
+                    initargs=(os.getpid(),),
+                )
             return self._pool
 
     def _deliver(self, data: bytes, notification: Notification) -> MailOutcome:
