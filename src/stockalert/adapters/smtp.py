@@ -51,7 +51,11 @@ from stockalert.domain.ports import (
 log = logging.getLogger(__name__)
 
 SECURITY_MODES = ("starttls", "tls", "none")
-LOOPBACK = ("localhost", "127.0.0.1", "::1")  # where a login without TLS stays on the machine
+
+
+def password_in_clear(host: str, security: str, user: str | None) -> bool:
+    """Would a login cross the network unencrypted? (Plain logins stay on the machine only.)"""
+    return bool(user) and security == "none" and host not in ("localhost", "127.0.0.1", "::1")
 
 
 @attrs.frozen
@@ -75,7 +79,7 @@ class SmtpSettings:
             raise ValueError("sender must not contain line breaks")
         if not self.envelope_sender.isascii() or "@" not in self.envelope_sender:
             raise ValueError(f"sender {self.sender!r} has no ASCII e-mail address")
-        if self.user and self.security == "none" and self.host not in LOOPBACK:
+        if password_in_clear(self.host, self.security, self.user):
             raise ValueError("a login needs TLS: the password would cross the network in clear")
         if self.pause_s < 0 or self.build_processes < 0:
             raise ValueError("pause_s and build_processes must not be negative")
@@ -135,6 +139,7 @@ class SmtpMailer:
         tls_context: ssl.SSLContext | None = None,
     ) -> None:
         self._settings = settings
+        self._envelope_sender = settings.envelope_sender  # parsed once, not per message
         self._attempts = attempts
         self._backoff_s = backoff_s
         self._sleep = sleep
@@ -253,7 +258,7 @@ class SmtpMailer:
             attempt += 1
             unavailable, reused = True, self._connection is not None
             try:
-                self._connect().sendmail(self._settings.envelope_sender, recipients, data)
+                self._connect().sendmail(self._envelope_sender, recipients, data)
                 return
             except smtplib.SMTPRecipientsRefused as err:
                 codes = [code for code, _ in err.recipients.values()]

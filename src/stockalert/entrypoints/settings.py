@@ -109,7 +109,10 @@ def mail_config(environ: Mapping[str, str], outbox: str) -> dict[str, Any]:
             raise ConfigError(f"STOCKALERT_SMTP_PORT={raw_port!r} must be a port (1-65535)")
         port = int(raw_port)
     user = environ.get("STOCKALERT_SMTP_USER", "").strip() or None
-    if user and security == "none" and host not in ("localhost", "127.0.0.1", "::1"):
+    # Only here, when mail goes over SMTP, is the adapter loaded (it is not light).
+    from stockalert.adapters.smtp import password_in_clear  # noqa: PLC0415
+
+    if password_in_clear(host, security, user):
         raise ConfigError(
             "STOCKALERT_SMTP_USER needs STOCKALERT_SMTP_STARTTLS or STOCKALERT_SMTP_TLS: "
             f"the password would cross the network to {host} in clear"
