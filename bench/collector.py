@@ -6,8 +6,8 @@
 Offline: the transport is the test suite's fake Yahoo (tests/unit/yahoo_fake*.py) mounted on
 a requests.Session; it sleeps `latency-ms` in every HTTP request and answers recorded-style
 JSON that yfinance's real code parses. `--via quote` (default, the production adapter
-YFinanceQuotePriceSource: quoteSummary + v7 quote, parsed by yfinance's Quote scraper into a
-dict) or `--via chart` (YFinancePriceSource: the chart API, parsed by yfinance's history code
+YFinanceQuoteSource: quoteSummary + v7 quote, parsed by yfinance's Quote scraper into a
+dict) or `--via chart` (YFinanceChartSource: the chart API, parsed by yfinance's history code
 into pandas frames). Each variant first runs a warm-up fetch of a few tickers, so the
 cookie/crumb handshake and the imports are not timed; then one full `fetch()` of every
 ticker is timed.
@@ -35,8 +35,8 @@ from pathlib import Path
 from tests.unit.yahoo_fake import FakeSymbol, FakeYahoo
 from tests.unit.yahoo_fake_quote import FakeYahooQuote
 
-from stockalert.adapters.yfinance_quote_source import YFinanceQuotePriceSource
-from stockalert.adapters.yfinance_source import YFinancePriceSource
+from stockalert.adapters.yfinance.chart import YFinanceChartSource
+from stockalert.adapters.yfinance.quote import YFinanceQuoteSource
 from stockalert.domain.model import Quote, Ticker
 
 WARM_UP_TICKERS = 4
@@ -57,9 +57,9 @@ def run_cycle(
 ) -> Cycle:
     """Warm up, then time one fetch of every ticker through a fresh source and fake Yahoo."""
     fake, source = (
-        (FakeYahooQuote, YFinanceQuotePriceSource)
+        (FakeYahooQuote, YFinanceQuoteSource)
         if via == "quote"
-        else (FakeYahoo, YFinancePriceSource)
+        else (FakeYahoo, YFinanceChartSource)
     )
     yahoo = fake(latency_s=latency_s, default=FakeSymbol(price=123.45))
     src = source(

@@ -25,8 +25,8 @@ from datetime import UTC, datetime
 
 from tests.smtp_server import HOST, sink_process
 
-from stockalert.adapters.email_message import build_message
-from stockalert.adapters.smtp import SmtpMailer, SmtpSettings
+from stockalert.adapters.mail.message import build_message
+from stockalert.adapters.mail.smtp import SmtpMailer, SmtpSettings
 from stockalert.domain.commands import RetryPendingNotifications
 from stockalert.domain.model import Email, Notification, NotificationKind, Side, Ticker
 

@@ -1,17 +1,23 @@
-"""Binds handlers to their dependencies and builds the message bus (no DI framework here)."""
+"""Binds handlers to their dependencies, one handler set per use case, and builds a bus.
+
+A role's bus holds the sets that role runs (the collector: `collection`; the command API:
+`authentication` and `accounts`; ...); the embedded run's bus holds them all, so that events
+flow between them in process. No DI framework here: `containers.py` calls these.
+"""
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterable
 from functools import partial
 
-from stockalert.domain import handlers, query_handlers
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
     CleanUp,
     CollectPrices,
     DeleteUser,
+    DropAlerts,
     LoadAlerts,
     LoginUser,
     RecordQuotes,
@@ -20,14 +26,17 @@ from stockalert.domain.commands import (
     RetryPendingNotifications,
     SetSubscription,
 )
-from stockalert.domain.events import (
-    AlertRaised,
-    Event,
-    PriceUpdated,
-    SubscriptionRemoved,
-    SubscriptionSet,
+from stockalert.domain.events import AlertRaised, PriceUpdated, SubscriptionRemoved, SubscriptionSet
+from stockalert.domain.handlers import (
+    accounts,
+    alerting,
+    cleanup,
+    collection,
+    delivery,
+    login,
+    queries,
 )
-from stockalert.domain.messagebus import EventHandler, MessageBus
+from stockalert.domain.messagebus import HandlerSet, MessageBus
 from stockalert.domain.model import RetryPolicy
 from stockalert.domain.ports import (
     Clock,
@@ -48,64 +57,108 @@ from stockalert.domain.queries import (
 )
 
 
-def build_bus(
-    *,
-    uow_factory: Callable[[], UnitOfWork],
-    read_model: ReadModel,
-    alerts: AlertTracker,
-    mailer: Mailer,
-    ids: IdGenerator,
-    hasher: PasswordHasher,
-    tokens: TokenIssuer,
-    source: PriceSource,
-    clock: Clock,
-    alerting: bool = True,
-    retry: RetryPolicy | None = None,
-) -> MessageBus:
-    """Every role's handlers on one in-process bus; `alerting=False` leaves price updates to
-    other processes (the collector role), which evaluate and deliver alerts."""
+def authentication(*, read_model: ReadModel, tokens: TokenIssuer, clock: Clock) -> HandlerSet:
+    """Who a bearer token belongs to (both APIs need it)."""
+    return HandlerSet(
+        queries={
+            Authenticate: partial(queries.authenticate, read=read_model, tokens=tokens, clock=clock)
+        }
+    )
+
+
+def account_commands(
+    *, ids: IdGenerator, hasher: PasswordHasher, tokens: TokenIssuer, clock: Clock
+) -> HandlerSet:
+    """Register, log in, set and remove subscriptions, delete the account."""
     # Unknown e-mails are checked against this, so a failed login takes as long either way.
     decoy_hash = hasher.hash(secrets.token_urlsafe(16))
-    retry = retry or RetryPolicy()
-    alert_handlers: dict[type[Event], list[EventHandler]] = {
-        SubscriptionSet: [partial(handlers.index_subscription, alerts=alerts)],
-        SubscriptionRemoved: [partial(handlers.unindex_subscription, alerts=alerts)],
-        PriceUpdated: [partial(handlers.apply_price_update, alerts=alerts)],
-        AlertRaised: [
-            partial(handlers.deliver_notification, mailer=mailer, clock=clock, retry=retry)
-        ],
-    }
-    return MessageBus(
-        uow_factory=uow_factory,
-        clock=clock,
+    return HandlerSet(
         commands={
-            RegisterUser: partial(handlers.register_user, ids=ids, hasher=hasher, clock=clock),
+            RegisterUser: partial(accounts.register_user, ids=ids, hasher=hasher, clock=clock),
             LoginUser: partial(
-                handlers.login_user,
-                hasher=hasher,
-                tokens=tokens,
-                clock=clock,
-                decoy_hash=decoy_hash,
+                login.login_user, hasher=hasher, tokens=tokens, clock=clock, decoy_hash=decoy_hash
             ),
-            SetSubscription: partial(handlers.set_subscription, ids=ids),
-            RemoveSubscription: handlers.remove_subscription,
-            DeleteUser: handlers.delete_user,
-            RecordQuotes: partial(handlers.record_quotes, clock=clock),
-            CollectPrices: partial(handlers.collect_prices, source=source, clock=clock),
-            LoadAlerts: partial(handlers.load_alerts, alerts=alerts),
-            CleanUp: partial(handlers.clean_up, clock=clock),
-            RetryPendingNotifications: partial(
-                handlers.retry_pending_notifications, mailer=mailer, clock=clock, retry=retry
-            ),
-        },
-        events=alert_handlers if alerting else {},
+            SetSubscription: partial(accounts.set_subscription, ids=ids),
+            RemoveSubscription: accounts.remove_subscription,
+            DeleteUser: accounts.delete_user,
+        }
+    )
+
+
+def read_queries(*, read_model: ReadModel) -> HandlerSet:
+    """The query side: values, subscriptions, notification history."""
+    return HandlerSet(
         queries={
-            Authenticate: partial(
-                query_handlers.authenticate, read=read_model, tokens=tokens, clock=clock
-            ),
-            GetLatestValue: partial(query_handlers.get_latest_value, read=read_model),
-            GetAverageValue: partial(query_handlers.get_average_value, read=read_model),
-            ListSubscriptions: partial(query_handlers.list_subscriptions, read=read_model),
-            ListNotifications: partial(query_handlers.list_notifications, read=read_model),
+            GetLatestValue: partial(queries.get_latest_value, read=read_model),
+            GetAverageValue: partial(queries.get_average_value, read=read_model),
+            ListSubscriptions: partial(queries.list_subscriptions, read=read_model),
+            ListNotifications: partial(queries.list_notifications, read=read_model),
+        }
+    )
+
+
+def price_collection(*, source: PriceSource, clock: Clock) -> HandlerSet:
+    """The collection cycle and the storing of new quotes."""
+    return HandlerSet(
+        commands={
+            CollectPrices: partial(collection.collect_prices, source=source, clock=clock),
+            RecordQuotes: partial(collection.record_quotes, clock=clock),
+        }
+    )
+
+
+def alert_evaluation(*, alerts: AlertTracker, clock: Clock) -> HandlerSet:
+    """Quotes through the alert engine; the engine's index follows the subscriptions."""
+    return HandlerSet(
+        commands={
+            LoadAlerts: partial(alerting.load_alerts, alerts=alerts, clock=clock),
+            DropAlerts: partial(alerting.drop_alerts, alerts=alerts),
+        },
+        events={
+            PriceUpdated: [partial(alerting.apply_price_update, alerts=alerts, clock=clock)],
+            SubscriptionSet: [partial(alerting.index_subscription, alerts=alerts)],
+            SubscriptionRemoved: [partial(alerting.unindex_subscription, alerts=alerts)],
         },
     )
+
+
+def notification_delivery(
+    *, mailer: Mailer, clock: Clock, retry: RetryPolicy | None = None
+) -> HandlerSet:
+    """E-mailing: fresh alerts at once, due PENDING ones in batches."""
+    retry = retry or RetryPolicy()
+    serial = threading.Lock()  # one delivery at a time in this process
+    return HandlerSet(
+        commands={
+            RetryPendingNotifications: partial(
+                delivery.retry_pending_notifications,
+                mailer=mailer,
+                clock=clock,
+                retry=retry,
+                serial=serial,
+            )
+        },
+        events={
+            AlertRaised: [
+                partial(
+                    delivery.deliver_notification,
+                    mailer=mailer,
+                    clock=clock,
+                    retry=retry,
+                    serial=serial,
+                )
+            ]
+        },
+    )
+
+
+def retention(*, clock: Clock) -> HandlerSet:
+    """The cleaner's work."""
+    return HandlerSet(commands={CleanUp: partial(cleanup.clean_up, clock=clock)})
+
+
+def build_bus(
+    *, uow_factory: Callable[[], UnitOfWork], clock: Clock, handler_sets: Iterable[HandlerSet]
+) -> MessageBus:
+    """A bus over these handler sets (each command or query type handled once)."""
+    return MessageBus(uow_factory=uow_factory, clock=clock, handler_sets=handler_sets)

@@ -1,4 +1,16 @@
-"""Composition root: the dependency-injector container that builds stockalert from config."""
+"""Composition root: dependency-injector containers, a core one and one per role.
+
+`Core` holds what every role shares (configuration, clock, ids, storage). Each use case is a
+part container over the core (`Authentication`, `Accounts`, `Queries`, `Collection`,
+`Alerting`, `Delivery`, `Cleanup`) that provides its adapters and its handler set. A role
+container assembles the core and the parts that role runs into one bus; `Embedded` (the
+`stockalert run` process) assembles all of them, so events flow between them in process.
+A role builds only what it uses: providers are created when first asked for, and a role
+asks only for its parts (the query API never opens a write connection nor loads yfinance).
+
+Entry points fill `config` from the environment (`entrypoints.settings`); tests fill it from
+`in_memory_config()` and override single providers with fakes (`tests/wiring.py`).
+"""
 
 from __future__ import annotations
 
@@ -11,13 +23,13 @@ from dependency_injector import containers, providers
 from sqlalchemy import Engine
 
 from stockalert import bootstrap
-from stockalert.adapters import memory
 from stockalert.adapters.breaker import BreakerPriceSource, CircuitBreaker
 from stockalert.adapters.grpc.server import serve
-from stockalert.adapters.outbox import OutboxMailer
+from stockalert.adapters.mail.eml_files import OutboxMailer
+from stockalert.adapters.memory.fakes import MemoryMailer, StaticPriceSource
+from stockalert.adapters.memory.storage import MemoryReadModel, MemoryStore, MemoryUnitOfWork
 from stockalert.adapters.passwords import Argon2Hasher
 from stockalert.adapters.replay import ReplayPriceSource
-from stockalert.adapters.smtp import SmtpMailer, SmtpSettings
 from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
@@ -25,23 +37,24 @@ from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.model import RetryPolicy
-from stockalert.domain.ports import PriceSource
+from stockalert.domain.ports import Mailer, PriceSource
+
+# Heavy adapters (yfinance with pandas, smtplib with a worker process) are imported inside
+# the factories below, only by the role and the settings that use them.
 
 
 def yfinance_quote_source(cache_dir: Path, timeout_s: float) -> PriceSource:
     """The production yfinance source; yfinance (and pandas) load only when it is chosen."""
-    from stockalert.adapters.yfinance_quote_source import (  # noqa: PLC0415
-        YFinanceQuotePriceSource,
-    )
+    from stockalert.adapters.yfinance.quote import YFinanceQuoteSource
 
-    return YFinanceQuotePriceSource(cache_dir=cache_dir, timeout_s=timeout_s)
+    return YFinanceQuoteSource(cache_dir=cache_dir, timeout_s=timeout_s)
 
 
 def yfinance_chart_source(cache_dir: Path, timeout_s: float) -> PriceSource:
     """The chart-API fallback source, loaded only when chosen."""
-    from stockalert.adapters.yfinance_source import YFinancePriceSource  # noqa: PLC0415
+    from stockalert.adapters.yfinance.chart import YFinanceChartSource
 
-    return YFinancePriceSource(cache_dir=cache_dir, timeout_s=timeout_s)
+    return YFinanceChartSource(cache_dir=cache_dir, timeout_s=timeout_s)
 
 
 def yfinance_cache_dir(state_dir: str) -> Path:
@@ -49,8 +62,10 @@ def yfinance_cache_dir(state_dir: str) -> Path:
     return Path(state_dir) / "yfinance"
 
 
-def smtp_mailer(settings: dict[str, Any]) -> Iterator[SmtpMailer]:
+def smtp_mailer(settings: dict[str, Any]) -> Iterator[Mailer]:
     """Resource: the SMTP mailer, its connection closed (QUIT) on shutdown."""
+    from stockalert.adapters.mail.smtp import SmtpMailer, SmtpSettings
+
     mailer = SmtpMailer(SmtpSettings(**settings))
     try:
         yield mailer
@@ -72,43 +87,75 @@ def sql_engine(url: str, read_only: bool = False) -> Iterator[Engine]:
         engine.dispose()
 
 
-class Container(containers.DeclarativeContainer):
-    """Everything the embedded system needs, over in-memory storage.
+# ----- the core and the parts ----------------------------------------------------------------
 
-    Entry points fill `config` from the environment (`entrypoints.settings`); tests fill it
-    from `in_memory_config()` and override single providers with fakes.
-    """
+
+class Core(containers.DeclarativeContainer):
+    """Configuration, clock, ids and storage: the write model (units of work) and the read
+    model (queries; `STOCKALERT_READ_DB_URL` may point it at a replica)."""
 
     config = providers.Configuration(strict=True)
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIds)
-    hasher = providers.Singleton(Argon2Hasher)
-    tokens = providers.Singleton(JwtTokens, secret=config.auth_secret)
 
-    store = providers.Singleton(memory.MemoryStore)
+    store = providers.Singleton(MemoryStore)
     db_engine = providers.Resource(sql_engine, url=config.db_url)
     read_db_engine = providers.Resource(sql_engine, url=config.read_db_url, read_only=True)
     uow = providers.Selector(
         config.storage,
-        memory=providers.Factory(memory.MemoryUnitOfWork, store=store),
+        memory=providers.Factory(MemoryUnitOfWork, store=store),
         sql=providers.Factory(SqlUnitOfWork, engine=db_engine, now=clock.provided.now),
     )
     read_model = providers.Selector(
         config.storage,
-        memory=providers.Singleton(memory.MemoryReadModel, store=store),
+        memory=providers.Singleton(MemoryReadModel, store=store),
         sql=providers.Singleton(SqlReadModel, engine=read_db_engine),
     )
 
-    alerts = providers.Singleton(AlertTracker)
-    mailer = providers.Selector(
-        config.mail.kind,
-        memory=providers.Singleton(memory.MemoryMailer),
-        outbox=providers.Singleton(
-            OutboxMailer, directory=providers.Factory(Path, config.mail.outbox_dir)
-        ),
-        smtp=providers.Resource(smtp_mailer, settings=config.mail.smtp),
+
+class Authentication(containers.DeclarativeContainer):
+    """Bearer tokens, and the query that tells whose a token is (both APIs)."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.DependenciesContainer()
+
+    tokens = providers.Singleton(JwtTokens, secret=config.auth_secret)
+    handlers = providers.Singleton(
+        bootstrap.authentication, read_model=core.read_model, tokens=tokens, clock=core.clock
     )
+
+
+class Accounts(containers.DeclarativeContainer):
+    """The command side: register, log in, subscriptions, account deletion."""
+
+    core = providers.DependenciesContainer()
+    auth = providers.DependenciesContainer()
+
+    hasher = providers.Singleton(Argon2Hasher)
+    handlers = providers.Singleton(
+        bootstrap.account_commands,
+        ids=core.ids,
+        hasher=hasher,
+        tokens=auth.tokens,
+        clock=core.clock,
+    )
+
+
+class Queries(containers.DeclarativeContainer):
+    """The query side: reads through the read model only."""
+
+    core = providers.DependenciesContainer()
+
+    handlers = providers.Singleton(bootstrap.read_queries, read_model=core.read_model)
+
+
+class Collection(containers.DeclarativeContainer):
+    """The price source behind its circuit breaker, and the collection cycle."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.DependenciesContainer()
+
     breaker = providers.Singleton(
         CircuitBreaker,
         clock=providers.Object(time.monotonic),
@@ -120,7 +167,7 @@ class Container(containers.DeclarativeContainer):
         BreakerPriceSource,
         source=providers.Selector(
             config.prices.kind,
-            static=providers.Singleton(memory.StaticPriceSource),
+            static=providers.Singleton(StaticPriceSource),
             replay=providers.Singleton(
                 ReplayPriceSource, path=providers.Factory(Path, config.prices.path)
             ),
@@ -139,27 +186,133 @@ class Container(containers.DeclarativeContainer):
         ),
         breaker=breaker,
     )
+    handlers = providers.Singleton(
+        bootstrap.price_collection, source=price_source, clock=core.clock
+    )
 
-    bus = providers.Singleton(
-        bootstrap.build_bus,
-        uow_factory=uow.provider,
-        read_model=read_model,
-        alerts=alerts,
+
+class Alerting(containers.DeclarativeContainer):
+    """The alert engine of this process (every ticker, in the embedded run)."""
+
+    core = providers.DependenciesContainer()
+
+    tracker = providers.Singleton(AlertTracker)
+    handlers = providers.Singleton(bootstrap.alert_evaluation, alerts=tracker, clock=core.clock)
+
+
+class Delivery(containers.DeclarativeContainer):
+    """The mailer (SMTP, `.eml` files, or in memory) and the notifier's handlers."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.DependenciesContainer()
+
+    mailer = providers.Selector(
+        config.mail.kind,
+        memory=providers.Singleton(MemoryMailer),
+        outbox=providers.Singleton(
+            OutboxMailer, directory=providers.Factory(Path, config.mail.outbox_dir)
+        ),
+        smtp=providers.Resource(smtp_mailer, settings=config.mail.smtp),
+    )
+    handlers = providers.Singleton(
+        bootstrap.notification_delivery,
         mailer=mailer,
-        ids=ids,
-        hasher=hasher,
-        tokens=tokens,
-        source=price_source,
-        clock=clock,
-        alerting=config.alerting,
+        clock=core.clock,
         retry=providers.Factory(retry_policy, config.mail_retry),
     )
 
-    grpc_server = providers.Resource(serve, bus=bus, clock=clock, address=config.grpc_addr)
+
+class Cleanup(containers.DeclarativeContainer):
+    """Retention."""
+
+    core = providers.DependenciesContainer()
+
+    handlers = providers.Singleton(bootstrap.retention, clock=core.clock)
+
+
+# ----- roles -----------------------------------------------------------------------------------
+
+
+def _bus(core: Any, *parts: Any) -> providers.Singleton[Any]:
+    return providers.Singleton(
+        bootstrap.build_bus,
+        uow_factory=core.uow.provider,
+        clock=core.clock,
+        handler_sets=providers.List(*(part.handlers for part in parts)),
+    )
+
+
+class CommandApi(containers.DeclarativeContainer):
+    """`serve command-api`: CommandService on STOCKALERT_GRPC_ADDR."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.Container(Core, config=config)
+    auth = providers.Container(Authentication, config=config, core=core)
+    accounts = providers.Container(Accounts, core=core, auth=auth)
+    bus = _bus(core, auth, accounts)
+    grpc_server = providers.Resource(
+        serve, bus=bus, address=config.grpc_addr, services=("command",)
+    )
+
+
+class QueryApi(containers.DeclarativeContainer):
+    """`serve query-api`: QueryService on STOCKALERT_QUERY_ADDR, over the read model."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.Container(Core, config=config)
+    auth = providers.Container(Authentication, config=config, core=core)
+    queries = providers.Container(Queries, core=core)
+    bus = _bus(core, auth, queries)
+    grpc_server = providers.Resource(serve, bus=bus, address=config.query_addr, services=("query",))
+
+
+class Collector(containers.DeclarativeContainer):
+    """`serve collector`: the collection cycle."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.Container(Core, config=config)
+    collection = providers.Container(Collection, config=config, core=core)
+    bus = _bus(core, collection)
+
+
+class Notifier(containers.DeclarativeContainer):
+    """`serve notifier`: delivery of the PENDING notifications."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.Container(Core, config=config)
+    delivery = providers.Container(Delivery, config=config, core=core)
+    bus = _bus(core, delivery)
+
+
+class Cleaner(containers.DeclarativeContainer):
+    """`serve cleaner`: retention."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.Container(Core, config=config)
+    cleanup = providers.Container(Cleanup, core=core)
+    bus = _bus(core, cleanup)
+
+
+class Embedded(containers.DeclarativeContainer):
+    """`stockalert run`: every part on one bus, both services on STOCKALERT_GRPC_ADDR."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.Container(Core, config=config)
+    auth = providers.Container(Authentication, config=config, core=core)
+    accounts = providers.Container(Accounts, core=core, auth=auth)
+    queries = providers.Container(Queries, core=core)
+    collection = providers.Container(Collection, config=config, core=core)
+    alerting = providers.Container(Alerting, core=core)
+    delivery = providers.Container(Delivery, config=config, core=core)
+    cleanup = providers.Container(Cleanup, core=core)
+    bus = _bus(core, auth, accounts, queries, collection, alerting, delivery, cleanup)
+    grpc_server = providers.Resource(
+        serve, bus=bus, address=config.grpc_addr, services=("command", "query")
+    )
 
 
 def in_memory_config(**overrides: Any) -> dict[str, Any]:
-    """A complete in-memory configuration, for tests and library use."""
+    """A complete in-memory configuration of every part, for tests and library use."""
     config: dict[str, Any] = {
         "storage": "memory",
         "db_url": "memory://",
@@ -167,10 +320,11 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
         "state_dir": ".stockalert",
         "auth_secret": "test-secret-that-is-long-enough-for-hs256-signing",
         "grpc_addr": "127.0.0.1:0",
+        "query_addr": "127.0.0.1:0",
         "collect_interval": 1.0,
+        "delivery_interval": 1.0,
         "stale_after_s": 3600.0,
         "fetch_timeout_s": 10.0,
-        "alerting": True,
         "breaker": {"failures": 3, "recovery_s": 300.0, "slow_s": 30.0},
         "cleaner": {
             "quote_retention_s": 7 * 24 * 3600.0,

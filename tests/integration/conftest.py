@@ -15,7 +15,8 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
-from stockalert.adapters.memory import ManualClock, MemoryStore, MemoryUnitOfWork
+from stockalert.adapters.memory.fakes import ManualClock
+from stockalert.adapters.memory.storage import MemoryStore, MemoryUnitOfWork
 from stockalert.adapters.sql import tables
 from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.migrate import upgrade

@@ -20,11 +20,12 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
+from stockalert.adapters.memory.fakes import ManualClock
 from stockalert.adapters.sql import tables
 from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.migrate import upgrade
-from stockalert.containers import Container, in_memory_config
+from stockalert.adapters.system import SystemClock
+from stockalert.containers import in_memory_config
 from stockalert.domain.commands import (
     CleanUp,
     RecordQuotes,
@@ -38,6 +39,7 @@ from stockalert.domain.model import Quote, Ticker
 from stockalert.domain.queries import GetAverageValue
 from stockalert.domain.views import AverageValue, CleanupReport, Done, UserRegistered
 from tests.integration.conftest import sql_engine_for
+from tests.wiring import build_container, sql_config
 
 DAY = 24 * 3600.0
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
@@ -51,19 +53,16 @@ PASSWORD = "password123"
 class System:
     """The bus over one backend, and a look at the quotes it stores."""
 
-    def __init__(self, container: Container, engine: Engine | None) -> None:
-        self.container = container
-        self.engine = engine
+    def __init__(self, config: dict[str, Any], engine: Engine | None) -> None:
         self.clock = ManualClock(T0)
-        container.clock.override(self.clock)
-        container.ids.override(SequentialIds("id"))
-        container.hasher.override(InsecureFastHasher())
-        self.bus: MessageBus = container.bus()
+        self.container = build_container(config=config, clock=self.clock)
+        self.engine = engine
+        self.bus: MessageBus = self.container.bus()
 
     def quote_times(self, ticker: str) -> list[datetime]:
         """quoted_at of the stored quotes of a ticker, oldest first."""
         if self.engine is None:
-            return [q.quoted_at for q in self.container.store().quotes.get(Ticker(ticker), [])]
+            return [q.quoted_at for q in self.container.core.store().quotes.get(Ticker(ticker), [])]
         c = tables.quotes.c
         with self.engine.connect() as conn:
             return list(
@@ -75,18 +74,16 @@ class System:
 
 @pytest.fixture(params=["memory", "sqlite", "mariadb"])
 def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[System]:
-    container = Container()
     engine = None
-    if request.param == "memory":
-        container.config.from_dict(in_memory_config())
-    else:
+    config = in_memory_config()
+    if request.param != "memory":
         engine = sql_engine_for(str(request.param), tmp_path, request)
-        url = engine.url.render_as_string(hide_password=False)
-        container.config.from_dict(in_memory_config(storage="sql", db_url=url, read_db_url=url))
+        config = sql_config(engine.url.render_as_string(hide_password=False))
+    system = System(config, engine)
     try:
-        yield System(container, engine)
+        yield system
     finally:
-        container.shutdown_resources()
+        system.container.shutdown_resources()
 
 
 def quotes(ticker: str, times: list[datetime], base: float = 100.0) -> tuple[Quote, ...]:
@@ -181,11 +178,8 @@ def test_clean_up_twice_removes_nothing_more(system: System) -> None:
 # ----- `stockalert serve cleaner` ----------------------------------------------------------
 
 
-def sqlite_bus(url: str) -> tuple[Container, MessageBus]:
-    container = Container()
-    container.config.from_dict(in_memory_config(storage="sql", db_url=url, read_db_url=url))
-    container.ids.override(SequentialIds("id"))
-    container.hasher.override(InsecureFastHasher())
+def sqlite_bus(url: str) -> tuple[Any, MessageBus]:
+    container = build_container(config=sql_config(url), clock=SystemClock())
     return container, container.bus()
 
 

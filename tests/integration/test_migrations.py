@@ -16,17 +16,17 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, inspect, text
 
-from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
+from stockalert.adapters.memory.fakes import ManualClock
 from stockalert.adapters.sql import tables
 from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.migrate import current_revision, downgrade, head_revision, upgrade
-from stockalert.containers import Container, in_memory_config
 from stockalert.domain.commands import RecordQuotes, RegisterUser, SetSubscription
 from stockalert.domain.model import Quote, Ticker
 from stockalert.domain.queries import GetAverageValue, GetLatestValue, ListSubscriptions
 from stockalert.domain.views import AverageValue, LatestValue, UserRegistered
 from stockalert.entrypoints import cli
 from tests.integration.conftest import empty_tables
+from tests.wiring import build_container, sql_config
 
 MODEL_TABLES = sorted(tables.metadata.tables)
 UNREACHABLE_URL = "mysql+pymysql://u:p@127.0.0.1:1/db"
@@ -112,12 +112,8 @@ def test_a_downgrade_upgrade_round_trip_gives_a_working_database(empty_db: Engin
     assert current_revision(empty_db) == head_revision(empty_db)
 
     url = url_of(empty_db)
-    container = Container()
-    container.config.from_dict(in_memory_config(storage="sql", db_url=url, read_db_url=url))
     clock = ManualClock(datetime(2026, 3, 2, 15, 0, tzinfo=UTC))
-    container.clock.override(clock)
-    container.ids.override(SequentialIds("id"))
-    container.hasher.override(InsecureFastHasher())
+    container = build_container(config=sql_config(url), clock=clock)
     try:
         bus = container.bus()
         registered = bus.handle(RegisterUser("r1", "dora@example.com", "password123"))

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from stockalert.adapters.email_message import build_message, message_id
-from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
-from stockalert.adapters.smtp import SmtpMailer, SmtpSettings
-from stockalert.containers import Container, in_memory_config
+from stockalert.adapters.mail.message import build_message, message_id
+from stockalert.adapters.mail.smtp import SmtpMailer, SmtpSettings
+from stockalert.adapters.memory.fakes import ManualClock
 from stockalert.domain.commands import (
     RecordQuotes,
     RegisterUser,
@@ -40,6 +39,7 @@ from stockalert.domain.ports import MailPermanentError, MailTemporaryError
 from stockalert.domain.queries import ListNotifications
 from stockalert.domain.views import UserRegistered
 from tests.smtp_server import SmtpServer
+from tests.wiring import build_container
 
 SENDER = "stockalert <alerts@stockalert.invalid>"
 QUOTED_AT = datetime(2026, 1, 2, 15, 30, tzinfo=UTC)
@@ -89,12 +89,7 @@ def mailer(server: SmtpServer, sleeps: list[float], clock: ManualClock) -> Itera
 
 @pytest.fixture
 def bus(mailer: SmtpMailer, clock: ManualClock) -> Iterator[MessageBus]:
-    container = Container()
-    container.config.from_dict(in_memory_config())
-    container.clock.override(clock)
-    container.ids.override(SequentialIds())
-    container.hasher.override(InsecureFastHasher())
-    container.mailer.override(mailer)
+    container = build_container(clock=clock, delivery__mailer=mailer)
     yield container.bus()
     container.reset_override()
 
@@ -441,7 +436,7 @@ def test_the_build_worker_ends_when_its_parent_is_killed(tmp_path: Path):
     instead of living on as an orphan."""
     script = (
         "import os, sys\n"
-        "from stockalert.adapters.smtp import SmtpMailer, SmtpSettings\n"
+        "from stockalert.adapters.mail.smtp import SmtpMailer, SmtpSettings\n"
         "mailer = SmtpMailer(SmtpSettings('127.0.0.1', 25, security='none'))\n"
         "pool = mailer._pool_for(100)\n"
         "print(pool.submit(os.getpid).result(), flush=True)\n"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 import trustme
 
-from stockalert.adapters.email_message import message_id
-from stockalert.adapters.memory import ManualClock
-from stockalert.adapters.smtp import SmtpMailer, SmtpSettings
+from stockalert.adapters.mail.message import message_id
+from stockalert.adapters.mail.smtp import SmtpMailer, SmtpSettings
+from stockalert.adapters.memory.fakes import ManualClock
 from stockalert.domain.ports import MailNotAttempted, MailTemporaryError
 from tests.integration.test_smtp import notification
 from tests.smtp_server import HOST, SmtpServer

@@ -5,15 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, func, select
 
-from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
+from stockalert.adapters.memory.fakes import ManualClock
 from stockalert.adapters.sql import tables
 from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.migrate import upgrade
-from stockalert.containers import Container, in_memory_config
 from stockalert.domain.commands import (
     DeleteUser,
     RecordQuotes,
@@ -26,17 +26,11 @@ from stockalert.domain.model import DeliveryStatus, Quote, Ticker
 from stockalert.domain.queries import ListNotifications, ListSubscriptions
 from stockalert.domain.views import UserRegistered
 from tests.integration.conftest import sql_engine_for
+from tests.wiring import build_container, sql_config
 
 
-def container_for(url: str, read_url: str | None = None) -> Container:
-    container = Container()
-    container.config.from_dict(
-        in_memory_config(storage="sql", db_url=url, read_db_url=read_url or url)
-    )
-    container.clock.override(ManualClock())
-    container.ids.override(SequentialIds("id"))
-    container.hasher.override(InsecureFastHasher())
-    return container
+def container_for(url: str, read_url: str | None = None) -> Any:
+    return build_container(config=sql_config(url, read_url))
 
 
 @pytest.fixture(params=["sqlite", "mariadb"])
@@ -45,7 +39,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
 
 
 @pytest.fixture
-def container(engine: Engine) -> Iterator[Container]:
+def container(engine: Engine) -> Iterator[Any]:
     container = container_for(engine.url.render_as_string(hide_password=False))
     yield container
     container.shutdown_resources()
@@ -60,10 +54,10 @@ def count(engine: Engine, table: tables.Table, **where: str) -> int:
 
 
 def test_alert_flow_and_account_deletion_leave_the_right_rows(
-    container: Container, engine: Engine
+    container: Any, engine: Engine, clock: ManualClock
 ) -> None:
     """Register, cross a threshold (one sent notification), then delete: no row of the user."""
-    bus, clock = container.bus(), container.clock()
+    bus, clock = container.bus(), container.core.clock()
     reply = bus.handle(
         RegisterUser("r1", "ann@example.com", "password123", (SubscriptionSpec("AAPL", 190.0),))
     )
@@ -76,9 +70,9 @@ def test_alert_flow_and_account_deletion_leave_the_right_rows(
         bus.handle(RecordQuotes((quote,)))
     (record,) = bus.ask(ListNotifications(reply.user_id))  # type: ignore[misc]
     assert record.status is DeliveryStatus.SENT
-    assert len(container.mailer().sent) == 1
+    assert len(container.delivery.mailer().sent) == 1
 
-    bus.handle(DeleteUser("r4", reply.user_id))
+    bus.handle(DeleteUser("r4", reply.user_id, clock.now()))
 
     assert count(engine, tables.users, user_id=reply.user_id) == 0
     assert count(engine, tables.subscriptions, user_id=reply.user_id) == 0

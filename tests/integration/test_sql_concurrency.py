@@ -16,14 +16,13 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, func, select
 
-from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
 from stockalert.adapters.sql import tables
-from stockalert.containers import Container, in_memory_config
 from stockalert.domain.commands import Command, RegisterUser, SetSubscription
 from stockalert.domain.errors import AlreadyExists, ErrorCode
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.views import SubscriptionView, UserRegistered
 from tests.integration.conftest import sql_engine_for
+from tests.wiring import build_container, sql_config
 
 THREADS = 20
 PASSWORD = "password123"
@@ -39,11 +38,7 @@ def engine(request: pytest.FixtureRequest, tmp_path: Path) -> Engine:
 def bus(engine: Engine) -> Iterator[MessageBus]:
     """The full bus over the database, with deterministic fakes for time, ids and hashing."""
     url = engine.url.render_as_string(hide_password=False)
-    container = Container()
-    container.config.from_dict(in_memory_config(storage="sql", db_url=url, read_db_url=url))
-    container.clock.override(ManualClock())
-    container.ids.override(SequentialIds("id"))
-    container.hasher.override(InsecureFastHasher())
+    container = build_container(config=sql_config(url))
     try:
         yield container.bus()
     finally:

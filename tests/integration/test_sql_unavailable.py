@@ -16,9 +16,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.adapters.grpc.server import start, stop
-from stockalert.adapters.memory import InsecureFastHasher, ManualClock, SequentialIds
-from stockalert.containers import Container, in_memory_config
+from stockalert.adapters.memory.fakes import ManualClock
 from tests.processes import free_port, spawn_run
+from tests.wiring import build_container, sql_config
 
 UNREACHABLE_URL = "mysql+pymysql://u:p@127.0.0.1:1/db"
 PASSWORD = "password123"
@@ -28,19 +28,13 @@ QUICK_S = 5.0  # an unreachable database must be reported well within this
 @pytest.fixture
 def server() -> Iterator[dict[str, Any]]:
     """A gRPC server whose bus runs over an unreachable MySQL database."""
-    container = Container()
-    container.config.from_dict(
-        in_memory_config(storage="sql", db_url=UNREACHABLE_URL, read_db_url=UNREACHABLE_URL)
-    )
     clock = ManualClock()
-    container.clock.override(clock)
-    container.ids.override(SequentialIds("id"))
-    container.hasher.override(InsecureFastHasher())
-    running = start(container.bus(), clock, "127.0.0.1:0")
+    container = build_container(config=sql_config(UNREACHABLE_URL), clock=clock)
+    running = start(container.bus(), "127.0.0.1:0")
     try:
         yield {
             "address": f"127.0.0.1:{running.port}",
-            "token": container.tokens().issue("id1", clock.now())[0],
+            "token": container.auth.tokens().issue("id1", clock.now())[0],
         }
     finally:
         stop(running, grace=1.0)

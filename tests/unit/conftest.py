@@ -3,47 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 
-from stockalert.adapters.memory import (
-    InsecureFastHasher,
-    ManualClock,
-    MemoryMailer,
-    MemoryStore,
-    SequentialIds,
-)
-from stockalert.containers import Container, in_memory_config
+from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
+from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.domain.messagebus import MessageBus
+from tests.wiring import build_container
 
 
 @pytest.fixture
-def container() -> Iterator[Container]:
-    """The production container with a manual clock, readable ids and a fast hasher."""
-    container = Container()
-    container.config.from_dict(in_memory_config())
-    container.clock.override(ManualClock())
-    container.ids.override(SequentialIds())
-    container.hasher.override(InsecureFastHasher())
+def container() -> Iterator[Any]:
+    """The embedded container with a manual clock, readable ids and a fast hasher."""
+    container = build_container()
     yield container
     container.reset_override()
 
 
 @pytest.fixture
-def bus(container: Container) -> MessageBus:
-    return container.bus()
+def bus(container: Any) -> MessageBus:
+    return cast("MessageBus", container.bus())
 
 
 @pytest.fixture
-def mailer(container: Container) -> MemoryMailer:
-    return container.mailer()
+def mailer(container: Any) -> MemoryMailer:
+    return cast("MemoryMailer", container.delivery.mailer())
 
 
 @pytest.fixture
-def clock(container: Container) -> ManualClock:
-    return container.clock()
+def clock(container: Any) -> ManualClock:
+    return cast("ManualClock", container.core.clock())
 
 
 @pytest.fixture
-def store(container: Container) -> MemoryStore:
-    return container.store()
+def store(container: Any) -> MemoryStore:
+    return cast("MemoryStore", container.core.store())

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from stockalert.adapters.memory import (
+from stockalert.adapters.memory.fakes import (
     InsecureFastHasher,
     ManualClock,
     MemoryEventLog,

@@ -17,10 +17,9 @@ import pytest
 
 from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.adapters.grpc.server import start, stop
-from stockalert.adapters.memory import ManualClock, MemoryMailer
+from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
-from stockalert.containers import Container
 from stockalert.domain.commands import RecordQuotes
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import Quote, Ticker
@@ -62,9 +61,9 @@ def config_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 @pytest.fixture
-def address(container: Container) -> Iterator[str]:
+def address(container: Any) -> Iterator[str]:
     """Both services of the test container on a free local port."""
-    running = start(container.bus(), container.clock(), "127.0.0.1:0")
+    running = start(container.bus(), "127.0.0.1:0")
     try:
         yield f"127.0.0.1:{running.port}"
     finally:
@@ -306,6 +305,17 @@ def test_latest_and_average_report_the_collected_quotes(
     assert "newest 4 quotes: 115.0000" in capsys.readouterr().out
 
 
+def test_average_without_count_is_the_mean_of_the_newest_ten(
+    run: Cli, registered: str, feed: Callable[..., None], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`average` alone averages the newest 10 quotes of the only watched ticker."""
+    assert run("watch", "AAPL", "--high", "500") == 0
+    feed("AAPL", *[float(price) for price in range(101, 113)])  # 12 quotes: 101 .. 112
+    capsys.readouterr()
+    assert run("average") == 0
+    assert "AAPL average of the newest 10 quotes: 107.5000" in capsys.readouterr().out
+
+
 def test_latest_before_any_quote_exits_3(
     run: Cli, registered: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -493,7 +503,7 @@ def test_commands_without_a_token_exit_4(
     [
         pytest.param(["register"], id="register-without-email"),
         pytest.param(["watch"], id="watch-without-ticker"),
-        pytest.param(["average", "AAPL"], id="average-without-count"),
+        pytest.param(["average", "AAPL", "--count", "many"], id="average-count-not-a-number"),
         pytest.param(["watch", "AAPL", "--high", "abc"], id="watch-high-not-a-number"),
         pytest.param(["frobnicate"], id="unknown-subcommand"),
     ],
@@ -641,7 +651,7 @@ def test_cli_register_survives_one_unavailable_answer(
     assert json.loads(token_file(config_home).read_text())["token"] == "flaky-token"
 
 
-def test_a_retried_register_creates_the_account_once(container: Container, address: str) -> None:
+def test_a_retried_register_creates_the_account_once(container: Any, address: str) -> None:
     """Resending a RegisterUser request (same id) returns the first reply, not ALREADY_EXISTS."""
     with StockAlertClient(address) as client:
         first = client.register(EMAIL, PASSWORD, request_id="req-1")

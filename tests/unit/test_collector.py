@@ -4,16 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterator, Mapping
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 
-from stockalert.adapters.memory import (
-    InsecureFastHasher,
-    ManualClock,
-    MemoryEventLog,
-    SequentialIds,
-)
-from stockalert.containers import Container, in_memory_config
+from stockalert.adapters.memory.fakes import MemoryEventLog
 from stockalert.domain.commands import CollectPrices, RegisterUser, SubscriptionSpec
 from stockalert.domain.events import PriceUpdated
 from stockalert.domain.messagebus import MessageBus
@@ -21,6 +16,7 @@ from stockalert.domain.model import Quote, Ticker, TickerStatus
 from stockalert.domain.ports import FetchFailed, PriceResult, UnknownTicker
 from stockalert.domain.queries import ListSubscriptions
 from stockalert.domain.views import CollectionReport, SubscriptionView, UserRegistered
+from tests.wiring import build_container
 
 AAPL, MSFT, NOPE = Ticker("AAPL"), Ticker("MSFT"), Ticker("NOPE")
 
@@ -43,24 +39,19 @@ def source() -> SettableSource:
 
 
 @pytest.fixture
-def container(source: SettableSource) -> Iterator[Container]:
-    container = Container()
-    container.config.from_dict(in_memory_config())
-    container.clock.override(ManualClock())
-    container.ids.override(SequentialIds("id"))
-    container.hasher.override(InsecureFastHasher())
-    container.price_source.override(source)
+def container(source: SettableSource) -> Iterator[Any]:
+    container = build_container(collection__price_source=source)
     yield container
     container.reset_override()
 
 
 @pytest.fixture
-def bus(container: Container) -> MessageBus:
-    return container.bus()
+def bus(container: Any) -> MessageBus:
+    return cast("MessageBus", container.bus())
 
 
 @pytest.fixture
-def published(bus: MessageBus, container: Container) -> MemoryEventLog:
+def published(bus: MessageBus) -> MemoryEventLog:
     """Every PriceUpdated the bus dispatches."""
     log = MemoryEventLog()
     bus.subscribe(PriceUpdated, lambda event, uow: log.publish(event))
@@ -106,12 +97,12 @@ def test_nothing_is_fetched_while_nobody_watches_anything(
 def test_new_quotes_are_stored_and_published_once(
     bus: MessageBus,
     source: SettableSource,
-    container: Container,
+    container: Any,
     published: MemoryEventLog,
     user_id: str,
 ) -> None:
     """A quote is published when new; the same quote next cycle is skipped."""
-    now = container.clock().now()
+    now = container.core.clock().now()
     source.answers = {AAPL: Quote(AAPL, 189.0, now), MSFT: Quote(MSFT, 400.0, now)}
     first = collect(bus)
     second = collect(bus)
@@ -120,23 +111,23 @@ def test_new_quotes_are_stored_and_published_once(
     assert (first.stored, second.stored, third.stored) == (2, 0, 1)
     prices = sorted(e.quote.price for e in published.events if isinstance(e, PriceUpdated))
     assert prices == [189.0, 191.0, 400.0]
-    assert len(container.mailer().sent) == 1  # 191 crossed AAPL's 190 once
+    assert len(container.delivery.mailer().sent) == 1  # 191 crossed AAPL's 190 once
 
 
 def test_an_older_quote_than_the_stored_one_is_skipped(
-    bus: MessageBus, source: SettableSource, container: Container, user_id: str
+    bus: MessageBus, source: SettableSource, container: Any, user_id: str
 ) -> None:
     """A source answering with an older quote (a lagging replica) stores nothing."""
-    now = container.clock().now()
+    now = container.core.clock().now()
     source.answers = {AAPL: Quote(AAPL, 189.0, now)}
     collect(bus)
     source.answers = {AAPL: Quote(AAPL, 250.0, now - timedelta(minutes=5))}
     assert collect(bus).stored == 0
-    assert container.mailer().sent == []
+    assert container.delivery.mailer().sent == []
 
 
 def test_tickers_are_marked_active_unknown_or_pending(
-    bus: MessageBus, source: SettableSource, container: Container, user_id: str
+    bus: MessageBus, source: SettableSource, container: Any, user_id: str
 ) -> None:
     """Users see which of their tickers has prices, which the source does not know."""
     assert statuses(bus, user_id) == {
@@ -144,7 +135,7 @@ def test_tickers_are_marked_active_unknown_or_pending(
         "MSFT": TickerStatus.PENDING,
         "NOPE": TickerStatus.PENDING,
     }
-    now = container.clock().now()
+    now = container.core.clock().now()
     source.answers = {AAPL: Quote(AAPL, 189.0, now), NOPE: UnknownTicker(NOPE)}
     report = collect(bus)
     assert (report.unknown, report.failed) == (("NOPE",), ("MSFT",))
@@ -156,10 +147,10 @@ def test_tickers_are_marked_active_unknown_or_pending(
 
 
 def test_a_ticker_without_new_quotes_for_too_long_turns_stale_then_active_again(
-    bus: MessageBus, source: SettableSource, container: Container, user_id: str
+    bus: MessageBus, source: SettableSource, container: Any, user_id: str
 ) -> None:
     """STALE after stale_after_s without a new quote; ACTIVE again with the next new one."""
-    clock = container.clock()
+    clock = container.core.clock()
     start = clock.now()
     source.answers = {AAPL: Quote(AAPL, 189.0, start)}
     collect(bus, stale_after_s=600)
@@ -175,9 +166,9 @@ def test_a_ticker_without_new_quotes_for_too_long_turns_stale_then_active_again(
 
 
 def test_a_bad_ticker_never_stops_a_cycle(
-    bus: MessageBus, source: SettableSource, container: Container, user_id: str
+    bus: MessageBus, source: SettableSource, container: Any, user_id: str
 ) -> None:
     """Unknown and failing tickers beside a good one: the good one is stored."""
-    now = container.clock().now()
+    now = container.core.clock().now()
     source.answers = {AAPL: Quote(AAPL, 189.0, now), NOPE: UnknownTicker(NOPE)}
     assert collect(bus).stored == 1

@@ -9,7 +9,8 @@ from datetime import timedelta
 
 import pytest
 
-from stockalert.adapters.memory import ManualClock, MemoryMailer, MemoryStore
+from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
+from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.domain.commands import (
     DeleteUser,
     RecordQuotes,
@@ -690,7 +691,7 @@ def test_delete_user_removes_everything_of_that_user_and_nothing_of_others(
         k: v for k, v in store.requests.items() if k.subject in {bob, "bob@example.com"}
     }
 
-    assert bus.handle(DeleteUser("d1", alice)) == Done()
+    assert bus.handle(DeleteUser("d1", alice, clock.now())) == Done()
 
     assert list(store.users) == [bob]
     assert list(store.user_by_email) == [Email("bob@example.com")]
@@ -708,7 +709,7 @@ def test_a_deleted_users_queries_are_not_found(bus: MessageBus, clock: ManualClo
     """Queries naming a deleted user id are NOT_FOUND on "user_id"."""
     alice = register(bus, "alice@example.com", SubscriptionSpec("AAPL", high_value=100))
     record(bus, clock, 1, 90)
-    bus.handle(DeleteUser("d1", alice))
+    bus.handle(DeleteUser("d1", alice, clock.now()))
 
     for query in (ListSubscriptions(alice), ListNotifications(alice), GetLatestValue(alice)):
         with pytest.raises(NotFound) as excinfo:
@@ -717,10 +718,12 @@ def test_a_deleted_users_queries_are_not_found(bus: MessageBus, clock: ManualClo
         assert excinfo.value.field == "user_id"
 
 
-def test_a_deleted_users_email_can_register_again(bus: MessageBus, store: MemoryStore):
+def test_a_deleted_users_email_can_register_again(
+    bus: MessageBus, store: MemoryStore, clock: ManualClock
+):
     """After DeleteUser the e-mail is free, even with the old registration request id."""
     first = register(bus, "alice@example.com", SubscriptionSpec("AAPL"), request_id="r1")
-    bus.handle(DeleteUser("d1", first))
+    bus.handle(DeleteUser("d1", first, clock.now()))
 
     second = register(bus, "Alice@Example.com", request_id="r1")
 
@@ -734,7 +737,7 @@ def test_deleted_user_no_longer_receives_alerts(
 ):
     """Once deleted, a user's thresholds no longer raise notifications."""
     alice = register(bus, "alice@example.com", SubscriptionSpec("AAPL", high_value=100))
-    bus.handle(DeleteUser("d1", alice))
+    bus.handle(DeleteUser("d1", alice, clock.now()))
 
     record(bus, clock, 1, 101)
 
@@ -1005,10 +1008,10 @@ def test_retry_stops_at_a_batch_that_failed_entirely(
     assert len(mailer.sent) == 30
 
 
-def test_domain_errors_carry_their_own_code(bus: MessageBus):
+def test_domain_errors_carry_their_own_code(bus: MessageBus, clock: ManualClock):
     """Every error raised through the bus is a DomainError whose code matches its type."""
     with pytest.raises(DomainError) as excinfo:
-        bus.handle(DeleteUser("d1", "nobody"))
+        bus.handle(DeleteUser("d1", "nobody", clock.now()))
 
     assert type(excinfo.value) is NotFound
     assert excinfo.value.code is ErrorCode.NOT_FOUND
@@ -1020,7 +1023,7 @@ def test_an_alert_raised_for_a_since_deleted_user_is_not_sent(
 ) -> None:
     """An alert already in flight when its user is deleted is dropped, not e-mailed or stored."""
     user_id = register(bus, "gone@example.com")
-    bus.handle(DeleteUser("del-gone", user_id))
+    bus.handle(DeleteUser("del-gone", user_id, clock.now()))
     note = Notification(
         notification_id="s9:HIGH:1",
         subscription_id="s9",

@@ -1,19 +1,27 @@
-"""The composition root, the CLI skeleton and the layering rules."""
+"""The composition root, the role registry, the CLI skeleton and the layering rules."""
 
 from __future__ import annotations
 
 import ast
+import importlib
+import subprocess
+import sys
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from stockalert.adapters.memory import MemoryMailer
-from stockalert.adapters.smtp import SmtpSettings
-from stockalert.containers import Container, in_memory_config, retry_policy
+from stockalert import containers
+from stockalert.adapters.mail.smtp import SmtpSettings
+from stockalert.adapters.memory.fakes import MemoryMailer
+from stockalert.containers import retry_policy
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import RetryPolicy
-from stockalert.entrypoints import cli
+from stockalert.entrypoints import cli, settings
+from stockalert.entrypoints.roles import ROLES
 from stockalert.entrypoints.settings import ConfigError, embedded_config
+from tests.wiring import build_container
 
 EXAMPLES = Path(__file__).parents[2] / "examples"
 
@@ -39,22 +47,89 @@ def embedded_env(tmp_path: Path, **extra: str) -> dict[str, str]:
     return env
 
 
-def test_every_container_has_all_its_dependencies(tmp_path: Path) -> None:
-    """check_dependencies() finds no undefined provider or configuration option."""
-    for config in (in_memory_config(), embedded_config(embedded_env(tmp_path))):
-        container = Container()
-        container.config.from_dict(config)
-        container.check_dependencies()
-        assert isinstance(container.bus(), MessageBus)
+SECRET = "a-token-signing-key-of-at-least-32-bytes"
+# Each role's container and the settings function that fills it from the environment.
+ROLE_WIRING: dict[str, tuple[Any, Callable[[Mapping[str, str]], dict[str, Any]]]] = {
+    "command-api": (containers.CommandApi, settings.command_api_config),
+    "query-api": (containers.QueryApi, settings.query_api_config),
+    "collector": (containers.Collector, settings.collector_config),
+    "notifier": (containers.Notifier, settings.notifier_config),
+    "cleaner": (containers.Cleaner, settings.cleaner_config),
+    "embedded": (containers.Embedded, settings.embedded_config),
+}
+
+
+@pytest.mark.parametrize("role", sorted(ROLE_WIRING))
+def test_every_role_container_is_complete_from_its_own_settings(role: str, tmp_path: Path) -> None:
+    """Each role's settings fill its container: check_dependencies() finds nothing undefined
+    and the bus (the handler sets of the role) is built without any other role's option."""
+    role_type, role_settings = ROLE_WIRING[role]
+    env = embedded_env(tmp_path, STOCKALERT_AUTH_SECRET=SECRET, STOCKALERT_DB_URL="memory://")
+    container = role_type()
+    container.config.from_dict(role_settings(env))
+    container.check_dependencies()
+    assert isinstance(container.bus(), MessageBus)
+
+
+def test_the_registry_is_the_cli_serve_choices_and_every_role_has_its_module(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`stockalert serve ROLE` offers exactly the registered roles, each a module with a
+    serve function; `serve ROLE --help` says what it does and which variables it reads."""
+    assert set(ROLES) == set(ROLE_WIRING) - {"embedded"}
+    with pytest.raises(SystemExit) as bad:
+        cli.main(["serve", "no-such-role"])
+    assert bad.value.code == cli.EXIT_USAGE
+    error = capsys.readouterr().err
+    assert all(name in error for name in ROLES)
+    for role in ROLES.values():
+        assert callable(importlib.import_module(role.module).serve)
+        with pytest.raises(SystemExit) as shown:
+            cli.main(["serve", role.name, "--help"])
+        assert shown.value.code == 0
+        text = capsys.readouterr().out
+        assert role.summary.split(":")[0] in " ".join(text.split())
+        assert all(variable in text for variable in role.variables)
+
+
+def test_a_role_builds_only_its_own_parts(tmp_path: Path) -> None:
+    """The query API opens no write engine (only the read one) and hashes nothing; the
+    collector has no accounts, no mailer and no alert engine."""
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    env = embedded_env(tmp_path, STOCKALERT_AUTH_SECRET=SECRET, STOCKALERT_DB_URL=url)
+    query_api = containers.QueryApi()
+    query_api.config.from_dict(settings.query_api_config(env))
+    query_api.bus()
+    assert query_api.core.read_db_engine.initialized
+    assert not query_api.core.db_engine.initialized
+    assert not hasattr(query_api, "accounts")
+    query_api.shutdown_resources()
+    collector = containers.Collector()
+    assert not {"accounts", "delivery", "alerting"} & set(vars(type(collector)))
+
+
+def test_the_query_api_process_loads_neither_yfinance_nor_smtp() -> None:
+    """Modules load with the role that needs them: a query-api process imports no yfinance,
+    pandas or smtplib (checked in a fresh interpreter)."""
+    code = (
+        "import sys\n"
+        "from stockalert.entrypoints import query_api\n"
+        "from stockalert.containers import QueryApi, in_memory_config\n"
+        "c = QueryApi(); c.config.from_dict(in_memory_config()); c.bus()\n"
+        "print(sorted(m for m in ('yfinance', 'pandas', 'smtplib') if m in sys.modules))\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+    ).stdout
+    assert out.strip() == "[]"
 
 
 def test_container_providers_can_be_overridden_with_fakes() -> None:
     """Tests swap one adapter without touching the wiring."""
-    container = Container()
-    container.config.from_dict(in_memory_config())
+    container = build_container()
     fake = MemoryMailer()
-    with container.mailer.override(fake):
-        assert container.mailer() is fake
+    with container.delivery.mailer.override(fake):
+        assert container.delivery.mailer() is fake
 
 
 @pytest.mark.parametrize(

@@ -16,20 +16,17 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.adapters.grpc.server import RunningServer, start, stop
-from stockalert.adapters.memory import (
-    InsecureFastHasher,
-    ManualClock,
-    MemoryStore,
-    SequentialIds,
-)
+from stockalert.adapters.memory.fakes import InsecureFastHasher, ManualClock
+from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
-from stockalert.containers import Container, in_memory_config
+from stockalert.containers import in_memory_config
 from stockalert.domain.commands import RecordQuotes
 from stockalert.domain.errors import Unavailable
 from stockalert.domain.model import Email, Quote, RetryPolicy, Ticker, User
 from stockalert.domain.ports import MailTemporaryError
+from tests.wiring import build_container
 
 GOOD_SECRET = "correct horse"  # a test account's password
 ALICE = "alice@example.com"
@@ -43,9 +40,9 @@ OTHER_SECRET = "another-secret-that-is-long-enough-xxxxxxxx"  # not the server's
 
 
 @pytest.fixture
-def server(container: Container) -> Iterator[RunningServer]:
+def server(container: Any) -> Iterator[RunningServer]:
     """A real gRPC server on an ephemeral port over the test container's bus and clock."""
-    running = start(container.bus(), container.clock(), "127.0.0.1:0")
+    running = start(container.bus(), "127.0.0.1:0")
     yield running
     stop(running, grace=0)
 
@@ -121,9 +118,9 @@ def spec(ticker: str, **fields: float) -> pb.SubscriptionSpec:
     return pb.SubscriptionSpec(ticker=ticker, **fields)
 
 
-def feed(container: Container, ticker: str, *prices: float) -> None:
+def feed(container: Any, ticker: str, *prices: float) -> None:
     """Record one quote per price, a minute apart, after the clock's current time."""
-    clock = container.clock()
+    clock = container.core.clock()
     for minute, price in enumerate(prices, start=1):
         quote = Quote(Ticker(ticker), price, clock.now() + timedelta(minutes=minute))
         assert container.bus().handle(RecordQuotes((quote,))) == 1
@@ -337,7 +334,7 @@ def test_delete_user_removes_the_account_and_everything_about_it(
 
 
 def test_get_latest_value_returns_the_newest_quote(
-    alice: StockAlertClient, container: Container, clock: ManualClock
+    alice: StockAlertClient, container: Any, clock: ManualClock
 ) -> None:
     """GetLatestValue answers the newest stored price of a watched ticker and its quote time."""
     feed(container, "AAPL", 150.0, 151.5, 149.25)
@@ -350,7 +347,7 @@ def test_get_latest_value_returns_the_newest_quote(
 
 
 def test_get_latest_value_with_an_empty_ticker_uses_the_only_subscription(
-    bob: StockAlertClient, container: Container, clock: ManualClock
+    bob: StockAlertClient, container: Any, clock: ManualClock
 ) -> None:
     """An empty ticker means the caller's only subscription."""
     feed(container, "TSLA", 250.0, 260.0)
@@ -362,7 +359,7 @@ def test_get_latest_value_with_an_empty_ticker_uses_the_only_subscription(
 
 
 def test_get_average_value_averages_the_newest_count_quotes(
-    alice: StockAlertClient, container: Container
+    alice: StockAlertClient, container: Any
 ) -> None:
     """GetAverageValue is the mean of the newest `count` quotes, with the sample count."""
     feed(container, "AAPL", 100.0, 110.0, 130.0)
@@ -373,7 +370,7 @@ def test_get_average_value_averages_the_newest_count_quotes(
 
 
 def test_get_average_value_uses_fewer_samples_when_fewer_quotes_exist(
-    bob: StockAlertClient, container: Container
+    bob: StockAlertClient, container: Any
 ) -> None:
     """A count above the number of stored quotes averages what exists (empty = only ticker)."""
     feed(container, "TSLA", 100.0, 110.0, 130.0)
@@ -406,7 +403,7 @@ def test_list_subscriptions_reports_armed_sides_and_pending_tickers(
 
 
 def test_list_subscriptions_reports_a_fired_side_and_an_active_ticker_after_a_crossing(
-    alice: StockAlertClient, container: Container
+    alice: StockAlertClient, container: Any
 ) -> None:
     """A price above high_value fires the HIGH side; the ticker with quotes is ACTIVE."""
     feed(container, "AAPL", 150.0, 201.0)
@@ -420,7 +417,7 @@ def test_list_subscriptions_reports_a_fired_side_and_an_active_ticker_after_a_cr
 
 
 def test_list_notifications_lists_the_history_newest_first_as_sent(
-    alice: StockAlertClient, container: Container, clock: ManualClock
+    alice: StockAlertClient, container: Any, clock: ManualClock
 ) -> None:
     """Two crossings are listed newest first, each SENT with its price, threshold and times."""
     feed(container, "AAPL", 201.0, 99.0)
@@ -443,10 +440,10 @@ def test_list_notifications_lists_the_history_newest_first_as_sent(
 
 
 def test_a_deferred_notification_shows_its_error_and_next_attempt(
-    alice: StockAlertClient, container: Container, clock: ManualClock
+    alice: StockAlertClient, container: Any, clock: ManualClock
 ) -> None:
     """PENDING after a 421: the reply says why, how often it was tried and when it is next."""
-    container.mailer().fail_next(MailTemporaryError("421 4.3.2 try later"))
+    container.delivery.mailer().fail_next(MailTemporaryError("421 4.3.2 try later"))
     feed(container, "AAPL", 201.0)
 
     (note,) = alice.notifications().notifications
@@ -460,7 +457,7 @@ def test_a_deferred_notification_shows_its_error_and_next_attempt(
 
 
 def test_list_notifications_honours_the_limit(
-    alice: StockAlertClient, bob: StockAlertClient, container: Container
+    alice: StockAlertClient, bob: StockAlertClient, container: Any
 ) -> None:
     """limit = 1 answers only the newest notification; other users see none of them."""
     feed(container, "AAPL", 201.0, 99.0)
@@ -583,7 +580,7 @@ def test_registering_an_e_mail_twice_is_already_exists(
     ],
 )
 def test_unwatched_tickers_and_missing_quotes_are_not_found(
-    alice: StockAlertClient, container: Container, call: Callable[[StockAlertClient], Any]
+    alice: StockAlertClient, container: Any, call: Callable[[StockAlertClient], Any]
 ) -> None:
     """A ticker the caller does not watch, or one without quotes yet, is NOT_FOUND."""
     feed(container, "NVDA", 100.0)
@@ -654,31 +651,26 @@ class BrokenUow:
 
 
 @pytest.fixture
-def broken() -> Iterator[tuple[Container, RunningServer]]:
+def broken() -> Iterator[tuple[Any, RunningServer]]:
     """A separate server whose write side is down; the read model still answers."""
-    container = Container()
-    container.config.from_dict(in_memory_config())
-    container.clock.override(ManualClock())
-    container.ids.override(SequentialIds())
-    container.hasher.override(InsecureFastHasher())
-    container.uow.override(providers.Factory(BrokenUow))
-    running = start(container.bus(), container.clock(), "127.0.0.1:0")
+    container = build_container(core__uow=providers.Factory(BrokenUow))
+    running = start(container.bus(), "127.0.0.1:0")
     yield container, running
     stop(running, grace=0)
     container.reset_override()
 
 
 def test_a_failing_unit_of_work_is_unavailable_for_commands_and_not_for_queries(
-    broken: tuple[Container, RunningServer],
+    broken: tuple[Any, RunningServer],
 ) -> None:
     """With the database down every command is UNAVAILABLE; queries read the read model."""
     container, running = broken
-    store, clock = container.store(), container.clock()
+    store, clock = container.core.store(), container.core.clock()
     # Put a user straight into the store: registering needs the (broken) unit of work.
     email = Email(ALICE)
     store.users["u1"] = User("u1", email, InsecureFastHasher().hash(GOOD_SECRET), clock.now())
     store.user_by_email[email] = "u1"
-    token, _ = container.tokens().issue("u1", clock.now())
+    token, _ = container.auth.tokens().issue("u1", clock.now())
 
     with StockAlertClient(f"127.0.0.1:{running.port}", token=token, attempts=1) as client:
         calls: list[Callable[[], Any]] = [

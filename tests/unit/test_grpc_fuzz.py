@@ -24,19 +24,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from stockalert.adapters.grpc.server import start, stop
-from stockalert.adapters.memory import (
-    InsecureFastHasher,
-    ManualClock,
-    MemoryStore,
-    SequentialIds,
-)
+from stockalert.adapters.memory.fakes import ManualClock
+from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
-from stockalert.containers import Container, in_memory_config
+from stockalert.containers import in_memory_config
 from stockalert.domain.commands import RecordQuotes, RegisterUser
 from stockalert.domain.commands import SubscriptionSpec as Spec
 from stockalert.domain.model import Quote, Ticker
 from stockalert.domain.views import UserRegistered
+from tests.wiring import build_container
 
 PASSWORD = "correct horse"  # the password of every fuzz account
 SERVER_SECRET = in_memory_config()["auth_secret"]
@@ -75,7 +72,7 @@ LONG_TICKER = "\N{GRINNING FACE}" * 2000  # echoed in the error message, it over
 class World:
     """One running server, its container's state and stubs talking to it."""
 
-    container: Container
+    container: Any
     store: MemoryStore
     clock: ManualClock
     commands: pb_grpc.CommandServiceStub
@@ -87,39 +84,27 @@ class World:
         email = f"fuzz{next(self.emails)}@example.com"
         reply = self.container.bus().handle(RegisterUser("setup", email, PASSWORD, specs))
         assert isinstance(reply, UserRegistered)
-        token, _ = self.container.tokens().issue(reply.user_id, self.clock.now())
+        token, _ = self.container.auth.tokens().issue(reply.user_id, self.clock.now())
         return reply.user_id, [("authorization", f"Bearer {token}")]
 
-    def snapshot(self) -> tuple[dict[Any, Any], ...]:
+    def snapshot(self) -> dict[str, dict[Any, Any]]:
         """Copies of every write-model table but the request ledger."""
-        store = self.store
-        return (
-            dict(store.users),
-            dict(store.user_by_email),
-            dict(store.subscriptions),
-            dict(store.sub_by_user_ticker),
-            dict(store.alert_states),
-            dict(store.notifications),
-        )
+        return self.store.snapshot(without=("requests",))
 
 
 @pytest.fixture(scope="module")
 def world() -> Iterator[World]:
     """The production container with in-memory adapters and fakes, served once per module."""
-    container = Container()
-    container.config.from_dict(in_memory_config())
-    container.clock.override(ManualClock())
-    container.ids.override(SequentialIds())
-    container.hasher.override(InsecureFastHasher())
-    clock = container.clock()
+    container = build_container()
+    clock = container.core.clock()
     for minute, price in enumerate(AAPL_PRICES, start=1):
         quote = Quote(Ticker("AAPL"), price, clock.now() + timedelta(minutes=minute))
         container.bus().handle(RecordQuotes((quote,)))
-    running = start(container.bus(), clock, "127.0.0.1:0")
+    running = start(container.bus(), "127.0.0.1:0")
     channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
     yield World(
         container,
-        container.store(),
+        container.core.store(),
         clock,
         pb_grpc.CommandServiceStub(channel),  # type: ignore[no-untyped-call]
         pb_grpc.QueryServiceStub(channel),  # type: ignore[no-untyped-call]
@@ -305,11 +290,11 @@ def test_register_user_succeeds_whole_or_fails_cleanly(
         assert world.snapshot() == before
         return
     users, subscriptions = world.store.users, world.store.subscriptions
-    if reply.user_id in before[0]:  # a replay of an earlier registration
+    if reply.user_id in before["users"]:  # a replay of an earlier registration
         assert world.snapshot() == before
         return
-    assert set(users) - set(before[0]) == {reply.user_id}
-    new = [s for sid, s in subscriptions.items() if sid not in before[2]]
+    assert set(users) - set(before["users"]) == {reply.user_id}
+    new = [s for sid, s in subscriptions.items() if sid not in before["subscriptions"]]
     assert len(new) == len(specs)
     assert all(s.user_id == reply.user_id for s in new)
 
@@ -342,7 +327,7 @@ def test_set_subscription_succeeds_or_leaves_the_subscriptions_as_they_were(
     if stored.high_value is not None and stored.low_value is not None:
         assert stored.high_value > stored.low_value
     others = {k: v for k, v in world.store.subscriptions.items() if k != sub.subscription_id}
-    assert others == {k: v for k, v in before[2].items() if k != sub.subscription_id}
+    assert others == {k: v for k, v in before["subscriptions"].items() if k != sub.subscription_id}
 
 
 @FUZZ
@@ -364,9 +349,9 @@ def test_remove_subscription_removes_exactly_one_or_nothing(
         check_failure(code, details, {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND})
         assert world.snapshot() == before
         return
-    gone = set(before[2]) - set(world.store.subscriptions)
+    gone = set(before["subscriptions"]) - set(world.store.subscriptions)
     assert len(gone) == 1
-    (removed,) = [before[2][sid] for sid in gone]
+    (removed,) = [before["subscriptions"][sid] for sid in gone]
     assert removed.user_id == user_id
     assert removed.ticker.value == ticker.strip().upper()
     assert not [key for key in world.store.alert_states if key[0] in gone]
@@ -397,7 +382,7 @@ def test_delete_user_needs_a_recent_login_and_then_removes_everything(
         return
     assert user_id not in world.store.users
     assert all(s.user_id != user_id for s in world.store.subscriptions.values())
-    assert set(world.store.users) == set(before[0]) - {user_id}
+    assert set(world.store.users) == set(before["users"]) - {user_id}
 
 
 # ----- queries -------------------------------------------------------------------------------

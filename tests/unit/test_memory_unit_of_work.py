@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stockalert.adapters.memory import MemoryStore, MemoryUnitOfWork
+from stockalert.adapters.memory.storage import MemoryStore, MemoryUnitOfWork
 from stockalert.domain.events import UserDeleted
 from stockalert.domain.model import Email, User
 

@@ -11,8 +11,8 @@ import attrs
 import jwt
 import pytest
 
-from stockalert.adapters.email_message import BOUNDARY, build_message, message_id, to_bytes
-from stockalert.adapters.outbox import OutboxMailer, file_name
+from stockalert.adapters.mail.eml_files import OutboxMailer, file_name
+from stockalert.adapters.mail.message import BOUNDARY, build_message, message_id, to_bytes
 from stockalert.adapters.replay import ReplayPriceSource
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.errors import Unauthenticated

@@ -7,7 +7,8 @@ from datetime import timedelta
 
 import pytest
 
-from stockalert.adapters.memory import ManualClock, MemoryStore
+from stockalert.adapters.memory.fakes import ManualClock
+from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.domain.commands import (
     RecordQuotes,
     RegisterUser,

@@ -1,4 +1,4 @@
-"""What only the quote adapter (`YFinanceQuotePriceSource`) does, against an offline fake Yahoo.
+"""What only the quote adapter (`YFinanceQuoteSource`) does, against an offline fake Yahoo.
 
 The price-source contract it shares with the chart adapter, the cookie/crumb handshake and
 the number of requests per ticker included, is in test_yfinance_sources.py.

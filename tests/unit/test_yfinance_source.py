@@ -1,4 +1,4 @@
-"""What only the chart adapter (`YFinancePriceSource`) does, against an offline fake Yahoo.
+"""What only the chart adapter (`YFinanceChartSource`) does, against an offline fake Yahoo.
 
 The price-source contract it shares with the quote adapter, the cookie/crumb handshake and
 the number of requests per ticker included, is in test_yfinance_sources.py.

@@ -1,7 +1,7 @@
 """The price-source contract both yfinance adapters keep, each against its offline fake Yahoo.
 
-Every test runs once per flavour: "chart" (`YFinancePriceSource`, one chart request per
-ticker) and "quote" (`YFinanceQuotePriceSource`, quoteSummary + v7 quote per ticker), so a
+Every test runs once per flavour: "chart" (`YFinanceChartSource`, one chart request per
+ticker) and "quote" (`YFinanceQuoteSource`, quoteSummary + v7 quote per ticker), so a
 failing id names the adapter. What only one adapter does is in test_yfinance_source.py
 (chart) and test_yfinance_quote_source.py (quote). No request leaves the process.
 """

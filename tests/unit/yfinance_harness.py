@@ -1,6 +1,6 @@
 """What the yfinance adapter tests share: yfinance's isolation, the two flavours, fetch helpers.
 
-Both adapters (`YFinancePriceSource` over the chart API, `YFinanceQuotePriceSource` over the
+Both adapters (`YFinanceChartSource` over the chart API, `YFinanceQuoteSource` over the
 quote scraper) run yfinance's real code against an offline fake Yahoo. A `Flavour` pairs one
 adapter with its fake and says how many requests one attempt of the adapter sends per ticker.
 
@@ -22,8 +22,8 @@ import yfinance as yf  # type: ignore[import-untyped]  # yfinance ships no type 
 from yfinance import cache as yf_cache
 from yfinance.data import SingletonMeta, YfData  # type: ignore[import-untyped]  # no types
 
-from stockalert.adapters.yfinance_quote_source import YFinanceQuotePriceSource
-from stockalert.adapters.yfinance_source import YFinancePriceSource
+from stockalert.adapters.yfinance.chart import YFinanceChartSource
+from stockalert.adapters.yfinance.quote import YFinanceQuoteSource
 from stockalert.domain.model import Ticker
 from stockalert.domain.ports import PriceResult
 from tests.unit.yahoo_fake import FakeYahoo
@@ -65,7 +65,7 @@ class Flavour:
     """One adapter, the fake Yahoo it runs against, and what one attempt of it sends."""
 
     name: str
-    adapter: type[YFinancePriceSource]
+    adapter: type[YFinanceChartSource]
     fake: Callable[[], FakeYahoo]
     # The requests one successful attempt sends per ticker, counted by `calls`.
     calls_per_attempt: int
@@ -84,7 +84,7 @@ class Flavour:
         timeout_s: float = 2.0,
         deadline_s: float = 5.0,
         jitter: float = 0.5,
-    ) -> YFinancePriceSource:
+    ) -> YFinanceChartSource:
         """The adapter on the fake, with a recorded (non-sleeping) backoff and a fixed jitter."""
         recorded = sleeps if sleeps is not None else []
         return self.adapter(
@@ -104,14 +104,14 @@ def _quote_calls(yahoo: FakeYahoo) -> Counter[str]:
 
 CHART = Flavour(
     name="chart",
-    adapter=YFinancePriceSource,
+    adapter=YFinanceChartSource,
     fake=FakeYahoo,
     calls_per_attempt=1,  # GET /v8/finance/chart/SYMBOL
     counter=lambda yahoo: yahoo.chart_calls,
 )
 QUOTE = Flavour(
     name="quote",
-    adapter=YFinanceQuotePriceSource,
+    adapter=YFinanceQuoteSource,
     fake=FakeYahooQuote,
     calls_per_attempt=2,  # GET /v10/finance/quoteSummary/SYMBOL, then GET /v7/finance/quote
     counter=_quote_calls,
@@ -119,7 +119,7 @@ QUOTE = Flavour(
 FLAVOURS = [CHART, QUOTE]
 
 
-def fetch(src: YFinancePriceSource, *symbols: str) -> dict[str, PriceResult]:
+def fetch(src: YFinanceChartSource, *symbols: str) -> dict[str, PriceResult]:
     """`src.fetch` of these symbols, keyed by symbol."""
     return {t.value: r for t, r in src.fetch([Ticker(s) for s in symbols]).items()}
 

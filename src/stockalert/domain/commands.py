@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from datetime import datetime
 
 import attrs
 
-from stockalert.domain.model import Quote
+from stockalert.domain.model import Quote, Ticker, require_recent_login
 
 
 @attrs.frozen
@@ -32,6 +33,12 @@ class IdempotentCommand(Command):
         """Whose request this is (the user id, or the e-mail before a user exists)."""
         raise NotImplementedError
 
+    def check_session(self, now: datetime) -> None:
+        """Refuse the caller's session for this command (raise a DomainError), or not.
+
+        Checked by the bus before the request ledger, like authentication: such a refusal is
+        never stored, so the same request retried after a new login can succeed."""
+
     def ledger_key(self) -> RequestKey:
         """Where this command's reply is stored."""
         return RequestKey(type(self).__name__, self.ledger_subject(), self.request_id.strip())
@@ -44,13 +51,16 @@ class IdempotentCommand(Command):
         """
         content = attrs.asdict(
             self,  # type: ignore[arg-type]  # every concrete command is an attrs class
-            filter=lambda a, _: a.name != "request_id" and not a.metadata.get("secret"),
+            filter=lambda a, _: a.name != "request_id" and a.metadata.get("fingerprint", True),
         )
         text = json.dumps([type(self).__name__, content], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-SECRET = {"secret": True}
+# Left out of the fingerprint: secrets (never stored, not even hashed) and facts about the
+# caller's session rather than the request (a retry after a new login is the same request).
+SECRET = {"fingerprint": False}
+SESSION = {"fingerprint": False}
 
 
 @attrs.frozen
@@ -113,13 +123,18 @@ class RemoveSubscription(IdempotentCommand):
 
 @attrs.frozen
 class DeleteUser(IdempotentCommand):
-    """Remove the user and everything stored about them, now."""
+    """Remove the user and everything stored about them, now; `authenticated_at` is when the
+    caller logged in (the deletion needs a recent login)."""
 
     request_id: str
     user_id: str
+    authenticated_at: datetime = attrs.field(metadata=SESSION)
 
     def ledger_subject(self) -> str:
         return self.user_id
+
+    def check_session(self, now: datetime) -> None:
+        require_recent_login(self.authenticated_at, now)
 
 
 @attrs.frozen
@@ -147,7 +162,18 @@ class RecordQuotes(Command):
 
 @attrs.frozen
 class LoadAlerts(Command):
-    """Build the alert engine from the stored subscriptions and states (start-up)."""
+    """Load the alert engine from storage and apply the quotes stored after each ticker's
+    high-water mark: every ticker (start-up, `tickers` None) or start owning `tickers`
+    (partitions assigned to this alert-system instance)."""
+
+    tickers: frozenset[Ticker] | None = None
+
+
+@attrs.frozen
+class DropAlerts(Command):
+    """Stop evaluating these tickers (their partitions went to another instance)."""
+
+    tickers: frozenset[Ticker]
 
 
 @attrs.frozen

@@ -1,4 +1,10 @@
-"""The message bus: commands to their handler (at most once), events to theirs, queries read."""
+"""The message bus: commands to their handler (at most once), events to theirs, queries read.
+
+Handlers come in sets (`HandlerSet`), one per use case; a role's bus holds the sets that role
+runs, the embedded run's bus holds them all. A failing event handler never stops the others,
+but it is never silent either: the call that dispatched the event raises `HandlerFailed`
+after every handler ran, so a consumer of an outside event (Kafka) can decline to commit.
+"""
 
 from __future__ import annotations
 
@@ -8,78 +14,41 @@ from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+import attrs
+
 from stockalert.domain.commands import Command, IdempotentCommand
-from stockalert.domain.errors import DomainError, InvalidArgument, Unavailable
 from stockalert.domain.events import Event
-from stockalert.domain.model import parse_request_id
-from stockalert.domain.ports import Clock, StoredReply, UnitOfWork
+from stockalert.domain.ports import Clock, UnitOfWork
 from stockalert.domain.queries import Query
+from stockalert.domain.request_ledger import CommandHandler, run_once
 
 log = logging.getLogger(__name__)
 
-CommandHandler = Callable[[Any, UnitOfWork], object]
 EventHandler = Callable[[Any, UnitOfWork], None]
 QueryHandler = Callable[[Any], object]
 
-# A claim can lose a race with a concurrent duplicate (SQL: duplicate key after waiting);
-# the retry then finds the winner's reply.
-_CLAIM_ATTEMPTS = 3
+
+@attrs.frozen
+class HandlerSet:
+    """The handlers of one use case, bound to their dependencies."""
+
+    commands: Mapping[type[Command], CommandHandler] = attrs.field(factory=dict)
+    events: Mapping[type[Event], Sequence[EventHandler]] = attrs.field(factory=dict)
+    queries: Mapping[type[Query], QueryHandler] = attrs.field(factory=dict)
 
 
-class ConcurrentDuplicate(Exception):
-    """Raised by a request ledger when a concurrent transaction stored the same key first."""
+class HandlerFailed(Exception):
+    """One or more event handlers raised; every other handler still ran.
 
-
-def run_once(
-    command: IdempotentCommand,
-    handler: CommandHandler,
-    uow: UnitOfWork,
-    clock: Clock,
-) -> object:
-    """Execute `handler` at most once per request key; the reply is stored with the effect.
-
-    Domain failures are stored too and replayed as the same error; the effect of a failed
-    command is rolled back (nothing half-written) while its reply is kept. Infrastructure
-    failures are not stored: the whole transaction rolls back and the client may retry.
+    `failures` pairs each failed event with its error; `result` is what the command returned
+    (None for `publish`), since the command itself was committed.
     """
-    parse_request_id(command.request_id)  # a request without an id is never stored
-    key = command.ledger_key()
-    fingerprint = command.fingerprint()
-    for attempt in range(1, _CLAIM_ATTEMPTS + 1):
-        try:
-            with uow:
-                stored = uow.requests.claim(key)
-                if stored is not None:
-                    if stored.fingerprint != fingerprint:
-                        raise InvalidArgument(
-                            "request_id",
-                            f"{key.request_id!r} was already used for a different request",
-                        )
-                    log.info(
-                        "event=request_replayed method=%s request_id=%s",
-                        key.method,
-                        key.request_id,
-                    )
-                    return stored.replay()
-                try:
-                    with uow.savepoint():
-                        result = handler(command, uow)
-                except Unavailable:
-                    raise
-                except DomainError as err:
-                    reply = StoredReply(
-                        fingerprint, err.code, err.message, err.field, None, clock.now()
-                    )
-                else:
-                    reply = StoredReply(fingerprint, None, "", None, result, clock.now())
-                uow.requests.complete(key, reply)
-                uow.commit()
-        except ConcurrentDuplicate:
-            if attempt == _CLAIM_ATTEMPTS:
-                raise Unavailable("request is being processed; retry") from None
-            continue
-        return reply.replay()
-    raise AssertionError("unreachable")  # pragma: no cover
+
+    def __init__(self, failures: Sequence[tuple[Event, Exception]], result: object = None):
+        names = ", ".join(sorted({type(event).__name__ for event, _ in failures}))
+        super().__init__(f"{len(failures)} event handler(s) failed ({names})")
+        self.failures = list(failures)
+        self.result = result
 
 
 class MessageBus:
@@ -94,30 +63,43 @@ class MessageBus:
         self,
         uow_factory: Callable[[], UnitOfWork],
         clock: Clock,
-        commands: Mapping[type[Command], CommandHandler],
-        events: Mapping[type[Event], Sequence[EventHandler]],
-        queries: Mapping[type[Query], QueryHandler],
+        handler_sets: Iterable[HandlerSet],
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
-        self._commands = dict(commands)
-        self._events = {kind: list(handlers) for kind, handlers in events.items()}
-        self._queries = dict(queries)
+        self._commands: dict[type[Command], CommandHandler] = {}
+        self._events: dict[type[Event], list[EventHandler]] = {}
+        self._queries: dict[type[Query], QueryHandler] = {}
+        for handlers in handler_sets:
+            _merge(self._commands, handlers.commands)
+            _merge(self._queries, handlers.queries)
+            for kind, each in handlers.events.items():
+                self._events.setdefault(kind, []).extend(each)
         self._event_lock = threading.RLock()
+
+    def handles(self, message_type: type[Command] | type[Query]) -> bool:
+        """True when this bus has a handler for the command or query type."""
+        return message_type in self._commands or message_type in self._queries
 
     def subscribe(self, event_type: type[Event], handler: EventHandler) -> None:
         """Add a handler for an event type (e.g. a publisher to other processes)."""
         self._events.setdefault(event_type, []).append(handler)
 
     def handle(self, command: Command) -> object:
-        """Execute a command; its events are handled before this returns."""
+        """Execute a command; its events are handled before this returns.
+
+        Raises HandlerFailed (carrying the command's result) when an event handler failed.
+        """
         handler = self._commands[type(command)]
         uow = self._uow_factory()
         if isinstance(command, IdempotentCommand):
+            command.check_session(self._clock.now())  # never stored: see check_session
             result = run_once(command, handler, uow, self._clock)
         else:
             result = handler(command, uow)
-        self._dispatch(uow.collect_events())
+        failures = self._dispatch(uow.collect_events())
+        if failures:
+            raise HandlerFailed(failures, result)
         return result
 
     def ask(self, query: Query) -> object:
@@ -125,13 +107,19 @@ class MessageBus:
         return self._queries[type(query)](query)
 
     def publish(self, event: Event) -> None:
-        """Handle an event that came from outside (another role, via Kafka)."""
-        self._dispatch([event])
+        """Handle an event that came from outside (another role, via Kafka).
 
-    def _dispatch(self, events: Iterable[Event]) -> None:
+        Raises HandlerFailed when a handler of it (or of an event it led to) failed.
+        """
+        failures = self._dispatch([event])
+        if failures:
+            raise HandlerFailed(failures)
+
+    def _dispatch(self, events: Iterable[Event]) -> list[tuple[Event, Exception]]:
         queue = deque(events)
+        failures: list[tuple[Event, Exception]] = []
         if not queue:
-            return
+            return failures
         with self._event_lock:
             while queue:
                 event = queue.popleft()
@@ -139,7 +127,16 @@ class MessageBus:
                     uow = self._uow_factory()
                     try:
                         handler(event, uow)
-                    except Exception:
-                        # One failing handler must not stop the others nor crash the role.
+                    except Exception as err:
+                        # One failing handler must not stop the others; the caller hears of it.
                         log.exception("event=handler_failed event_type=%s", type(event).__name__)
+                        failures.append((event, err))
                     queue.extend(uow.collect_events())
+        return failures
+
+
+def _merge(into: dict[Any, Any], handlers: Mapping[Any, Any]) -> None:
+    for kind, handler in handlers.items():
+        if kind in into:
+            raise ValueError(f"{kind.__name__} has two handlers")
+        into[kind] = handler

@@ -6,11 +6,11 @@ import enum
 import math
 import re
 import zlib
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import attrs
 
-from stockalert.domain.errors import InvalidArgument
+from stockalert.domain.errors import InvalidArgument, PermissionDenied
 
 DEFAULT_REARM_PERCENT = 1.0
 MAX_REARM_PERCENT = 50.0
@@ -19,6 +19,8 @@ MIN_REMIND_EVERY_S = 1.0
 MIN_PASSWORD_LENGTH = 8
 MAX_PASSWORD_LENGTH = 1024
 MAX_REQUEST_ID_LENGTH = 128
+# Deleting an account is irreversible: it needs a recent login, not just a valid token.
+RECENT_LOGIN = timedelta(minutes=10)
 
 # Practical address syntax: one @, no spaces or control characters (which also rules out
 # header injection), a dotted domain with a 2+ letter top-level label.
@@ -160,6 +162,15 @@ def parse_request_id(raw: str) -> str:
     if len(text) > MAX_REQUEST_ID_LENGTH:
         raise InvalidArgument("request_id", f"must be at most {MAX_REQUEST_ID_LENGTH} characters")
     return text
+
+
+def require_recent_login(authenticated_at: datetime, now: datetime) -> None:
+    """Destructive operations need a login younger than RECENT_LOGIN (re-authentication)."""
+    if now - authenticated_at > RECENT_LOGIN:
+        minutes = RECENT_LOGIN.total_seconds() / 60
+        raise PermissionDenied(
+            f"this operation needs a login less than {minutes:g} minutes old; log in again"
+        )
 
 
 def check_password(raw: str, field: str = "password") -> str:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import attrs
 
-from stockalert.domain.errors import PermissionDenied
 from stockalert.domain.model import SideState, SideStatus, Subscription, TickerStatus
 
 
@@ -31,14 +30,6 @@ class Principal:
 
     user_id: str
     authenticated_at: datetime
-
-    def require_recent_login(self, now: datetime, max_age: timedelta) -> None:
-        """Destructive operations need a login younger than `max_age` (re-authentication)."""
-        if now - self.authenticated_at > max_age:
-            minutes = max_age.total_seconds() / 60
-            raise PermissionDenied(
-                f"this operation needs a login less than {minutes:g} minutes old; log in again"
-            )
 
 
 @attrs.frozen

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import attrs
 
-from stockalert.adapters.memory import ManualClock, MemoryMailer
+from stockalert.adapters.memory.fakes import InsecureFastHasher, ManualClock, MemoryMailer
 from stockalert.adapters.replay import ReplayFileError, parse_timestamp, read_price_file
-from stockalert.containers import Container, in_memory_config
+from stockalert.containers import Embedded, in_memory_config
 from stockalert.domain.commands import RecordQuotes, RegisterUser, SetSubscription
 from stockalert.domain.errors import DomainError
 from stockalert.domain.model import Notification
@@ -44,7 +44,7 @@ def _number(row: dict[str, str], column: str) -> float | None:
         raise DomainError(f"{column}: {text!r} is not a number", field=column) from None
 
 
-def _register_subscriptions(container: Container, path: Path) -> int:
+def _register_subscriptions(container: Embedded, path: Path) -> int:
     bus = container.bus()
     users: dict[str, str] = {}
     count = 0
@@ -93,10 +93,12 @@ def run_backtest(
     groups = read_price_file(prices)
     clock = ManualClock(groups[0][0] if groups else parse_timestamp("2026-01-01T00:00:00Z"))
     mailer = MemoryMailer()
-    container = Container()
+    container = Embedded()
     container.config.from_dict(in_memory_config())
-    container.clock.override(clock)
-    container.mailer.override(mailer)
+    container.core.clock.override(clock)
+    container.delivery.mailer.override(mailer)
+    # The backtest's accounts live in memory for one run, with throwaway passwords.
+    container.accounts.hasher.override(InsecureFastHasher())
     _register_subscriptions(container, subscriptions)
     bus = container.bus()
     quotes = 0

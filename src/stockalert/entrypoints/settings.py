@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stockalert.adapters.mail import DEFAULT_SENDER
 from stockalert.adapters.tokens import MIN_SECRET_BYTES
 
 DEFAULT_GRPC_ADDR = "127.0.0.1:50051"
@@ -23,6 +24,8 @@ DEFAULT_QUOTE_RETENTION_S = 7 * 24 * 3600.0
 DEFAULT_KEEP_QUOTES = 20
 DEFAULT_REQUEST_TTL_S = 24 * 3600.0
 DEFAULT_CLEAN_INTERVAL_S = 3600.0
+DEFAULT_DELIVERY_INTERVAL_S = 5.0
+DEFAULT_STATE_DIR = ".stockalert"
 
 
 class ConfigError(ValueError):
@@ -64,8 +67,8 @@ def _db_url(environ: Mapping[str, str], name: str, default: str) -> str:
     if url == "memory://":
         return url
     # SQLAlchemy loads only when a database is configured, not for every CLI command.
-    from sqlalchemy.engine import make_url  # noqa: PLC0415
-    from sqlalchemy.exc import ArgumentError  # noqa: PLC0415
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
 
     try:
         backend = make_url(url).get_backend_name()
@@ -110,14 +113,14 @@ def mail_config(environ: Mapping[str, str], outbox: str) -> dict[str, Any]:
         port = int(raw_port)
     user = environ.get("STOCKALERT_SMTP_USER", "").strip() or None
     # Only here, when mail goes over SMTP, is the adapter loaded (it is not light).
-    from stockalert.adapters.smtp import password_in_clear  # noqa: PLC0415
+    from stockalert.adapters.mail.smtp import password_in_clear
 
     if password_in_clear(host, security, user):
         raise ConfigError(
             "STOCKALERT_SMTP_USER needs STOCKALERT_SMTP_STARTTLS or STOCKALERT_SMTP_TLS: "
             f"the password would cross the network to {host} in clear"
         )
-    sender = environ.get("STOCKALERT_SMTP_FROM", "").strip() or "stockalert <alerts@localhost>"
+    sender = environ.get("STOCKALERT_SMTP_FROM", "").strip() or DEFAULT_SENDER
     if any(c in sender for c in "\r\n") or "@" not in sender:
         raise ConfigError(f"STOCKALERT_SMTP_FROM={sender!r} must be one address, e.g. a@b.org")
     return {
@@ -163,8 +166,31 @@ def storage_config(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def collector_config(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Price source, collection interval, staleness, fetch timeout and breaker settings."""
+def core_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """What every role reads: the database URLs and the state folder."""
+    return {
+        **storage_config(environ),
+        "state_dir": environ.get("STOCKALERT_STATE_DIR", "").strip() or DEFAULT_STATE_DIR,
+    }
+
+
+def retention_config(environ: Mapping[str, str]) -> dict[str, float | int]:
+    """Retention settings of the cleaner."""
+    return {
+        "quote_retention_s": _seconds(
+            environ, "STOCKALERT_QUOTE_RETENTION_S", DEFAULT_QUOTE_RETENTION_S, minimum=1.0
+        ),
+        "keep_quotes": _count(environ, "STOCKALERT_KEEP_QUOTES", DEFAULT_KEEP_QUOTES),
+        "request_ttl_s": _seconds(
+            environ, "STOCKALERT_REQUEST_TTL_S", DEFAULT_REQUEST_TTL_S, minimum=1.0
+        ),
+        "interval_s": _seconds(
+            environ, "STOCKALERT_CLEAN_INTERVAL", DEFAULT_CLEAN_INTERVAL_S, minimum=0.05
+        ),
+    }
+
+
+def _collection(environ: Mapping[str, str]) -> dict[str, Any]:
     return {
         "prices": _prices(environ),
         "collect_interval": _seconds(
@@ -180,20 +206,67 @@ def collector_config(environ: Mapping[str, str]) -> dict[str, Any]:
     }
 
 
-def cleaner_config(environ: Mapping[str, str]) -> dict[str, float | int]:
-    """Retention settings of the cleaner."""
+def _delivery(environ: Mapping[str, str]) -> dict[str, Any]:
+    outbox = environ.get("STOCKALERT_OUTBOX_DIR", "").strip() or "outbox"
     return {
-        "quote_retention_s": _seconds(
-            environ, "STOCKALERT_QUOTE_RETENTION_S", DEFAULT_QUOTE_RETENTION_S, minimum=1.0
-        ),
-        "keep_quotes": _count(environ, "STOCKALERT_KEEP_QUOTES", DEFAULT_KEEP_QUOTES),
-        "request_ttl_s": _seconds(
-            environ, "STOCKALERT_REQUEST_TTL_S", DEFAULT_REQUEST_TTL_S, minimum=1.0
-        ),
-        "interval_s": _seconds(
-            environ, "STOCKALERT_CLEAN_INTERVAL", DEFAULT_CLEAN_INTERVAL_S, minimum=0.05
+        "mail": mail_config(environ, outbox),
+        "mail_retry": mail_retry_config(environ),
+        "delivery_interval": _seconds(
+            environ, "STOCKALERT_DELIVERY_INTERVAL", DEFAULT_DELIVERY_INTERVAL_S
         ),
     }
+
+
+def _required_secret(environ: Mapping[str, str], role: str) -> str:
+    secret = environ.get("STOCKALERT_AUTH_SECRET", "")
+    if not secret:
+        raise ConfigError(
+            f"STOCKALERT_AUTH_SECRET is required by {role}: the token signing key, the same "
+            "for command-api and query-api"
+        )
+    return _checked_secret(secret)
+
+
+def _checked_secret(secret: str) -> str:
+    if len(secret.encode()) < MIN_SECRET_BYTES:
+        raise ConfigError(f"STOCKALERT_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes")
+    return secret
+
+
+# ----- one function per role: the whole configuration of its container ------------------------
+
+
+def command_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`serve command-api`."""
+    return {
+        **core_config(environ),
+        "auth_secret": _required_secret(environ, "command-api"),
+        "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
+    }
+
+
+def query_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`serve query-api`."""
+    return {
+        **core_config(environ),
+        "auth_secret": _required_secret(environ, "query-api"),
+        "query_addr": _address(environ, "STOCKALERT_QUERY_ADDR", DEFAULT_QUERY_ADDR),
+    }
+
+
+def collector_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`serve collector`: price source, interval, staleness, fetch timeout, breaker."""
+    return {**core_config(environ), **_collection(environ)}
+
+
+def notifier_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`serve notifier`: the mailer, retry backoff and how often due e-mails are looked for."""
+    return {**core_config(environ), **_delivery(environ)}
+
+
+def cleaner_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`serve cleaner`: retention."""
+    return {**core_config(environ), "cleaner": retention_config(environ)}
 
 
 def _prices(environ: Mapping[str, str]) -> dict[str, str]:
@@ -214,9 +287,7 @@ def _prices(environ: Mapping[str, str]) -> dict[str, str]:
 def _auth_secret(environ: Mapping[str, str], state_dir: Path) -> str:
     secret = environ.get("STOCKALERT_AUTH_SECRET", "")
     if secret:
-        if len(secret.encode()) < MIN_SECRET_BYTES:
-            raise ConfigError(f"STOCKALERT_AUTH_SECRET must be at least {MIN_SECRET_BYTES} bytes")
-        return secret
+        return _checked_secret(secret)
     # Embedded run without a configured secret: generate one once, keep it private.
     path = state_dir / "auth-secret"
     if path.exists():
@@ -232,17 +303,14 @@ def _auth_secret(environ: Mapping[str, str], state_dir: Path) -> str:
 
 
 def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
-    """Settings of `stockalert run` (and `check-config`)."""
-    state_dir = Path(environ.get("STOCKALERT_STATE_DIR", "").strip() or ".stockalert")
-    outbox = environ.get("STOCKALERT_OUTBOX_DIR", "").strip() or "outbox"
+    """`stockalert run` (and `check-config`): every role's settings; the token key is
+    generated into the state folder when STOCKALERT_AUTH_SECRET is unset."""
+    core = core_config(environ)
     return {
-        **storage_config(environ),
-        "cleaner": cleaner_config(environ),
-        "state_dir": str(state_dir),
-        "auth_secret": _auth_secret(environ, state_dir),
+        **core,
+        "cleaner": retention_config(environ),
+        "auth_secret": _auth_secret(environ, Path(core["state_dir"])),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
-        "mail": mail_config(environ, outbox),
-        "mail_retry": mail_retry_config(environ),
-        "alerting": True,
-        **collector_config(environ),
+        **_delivery(environ),
+        **_collection(environ),
     }

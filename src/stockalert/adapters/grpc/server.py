@@ -15,7 +15,6 @@ from stockalert.adapters.grpc.servicers import CommandServicer, QueryServicer
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from stockalert.domain.messagebus import MessageBus
-from stockalert.domain.ports import Clock
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +38,6 @@ class RunningServer:
 
 def start(
     bus: MessageBus,
-    clock: Clock,
     address: str,
     services: Sequence[str] = ("command", "query"),
     max_workers: int = 16,
@@ -53,7 +51,7 @@ def start(
     names = []
     if "command" in services:
         pb_grpc.add_CommandServiceServicer_to_server(  # type: ignore[no-untyped-call]  # generated
-            CommandServicer(bus, clock), server
+            CommandServicer(bus), server
         )
         names.append(COMMAND_SERVICE)
     if "query" in services:
@@ -86,9 +84,11 @@ def stop(running: RunningServer, grace: float = SHUTDOWN_GRACE_S) -> None:
     log.info("event=grpc_stopped port=%d", running.port)
 
 
-def serve(bus: MessageBus, clock: Clock, address: str) -> Iterator[RunningServer]:
-    """dependency-injector Resource: both services on one address, stopped on shutdown."""
-    running = start(bus, clock, address)
+def serve(
+    bus: MessageBus, address: str, services: Sequence[str] = ("command", "query")
+) -> Iterator[RunningServer]:
+    """dependency-injector Resource: the services on one address, stopped on shutdown."""
+    running = start(bus, address, services)
     try:
         yield running
     finally:

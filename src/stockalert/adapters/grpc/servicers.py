@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
 
 import grpc
@@ -24,7 +24,6 @@ from stockalert.domain.commands import (
 from stockalert.domain.errors import DomainError, ErrorCode, Unauthenticated
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import NotificationRecord
-from stockalert.domain.ports import Clock
 from stockalert.domain.queries import (
     Authenticate,
     GetAverageValue,
@@ -51,9 +50,6 @@ STATUS = {
     ErrorCode.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
     ErrorCode.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
 }
-# Deleting an account is irreversible: it needs a recent login, not just a valid token.
-RECENT_LOGIN = timedelta(minutes=10)
-
 MAX_DETAILS = 1000
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -152,10 +148,6 @@ class _Authenticated:
 class CommandServicer(pb_grpc.CommandServiceServicer, _Authenticated):
     """stockalert.v1.CommandService over the message bus."""
 
-    def __init__(self, bus: MessageBus, clock: Clock) -> None:
-        super().__init__(bus)
-        self._clock = clock
-
     @rpc
     def RegisterUser(
         self, request: pb.RegisterUserRequest, context: grpc.ServicerContext
@@ -218,8 +210,7 @@ class CommandServicer(pb_grpc.CommandServiceServicer, _Authenticated):
         self, request: pb.DeleteUserRequest, context: grpc.ServicerContext
     ) -> pb.DeleteUserReply:
         user = self.principal(context)
-        user.require_recent_login(self._clock.now(), RECENT_LOGIN)
-        self._bus.handle(DeleteUser(request.request_id, user.user_id))
+        self._bus.handle(DeleteUser(request.request_id, user.user_id, user.authenticated_at))
         return pb.DeleteUserReply()
 
 

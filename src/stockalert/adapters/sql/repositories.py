@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,7 +13,6 @@ from stockalert.adapters.sql import tables as t
 from stockalert.adapters.sql.codec import decode_result, encode_result
 from stockalert.domain.commands import RequestKey
 from stockalert.domain.errors import AlreadyExists, ErrorCode
-from stockalert.domain.messagebus import ConcurrentDuplicate
 from stockalert.domain.model import (
     ARMED,
     DeliveryStatus,
@@ -31,6 +30,7 @@ from stockalert.domain.model import (
     User,
 )
 from stockalert.domain.ports import StoredReply
+from stockalert.domain.request_ledger import ConcurrentDuplicate
 
 Conn = Callable[[], Connection]
 
@@ -183,6 +183,11 @@ class SqlSubscriptionRepository(_Repo):
         rows = self._conn().execute(self._select().where(t.subscriptions.c.user_id == user_id))
         return [subscription_from_row(row) for row in rows]
 
+    def for_tickers(self, tickers: Collection[Ticker]) -> list[Subscription]:
+        names = sorted(t.value for t in tickers)
+        rows = self._conn().execute(self._select().where(t.subscriptions.c.ticker.in_(names)))
+        return [subscription_from_row(row) for row in rows]
+
     def tickers_in_use(self) -> set[Ticker]:
         rows = self._conn().execute(select(t.subscriptions.c.ticker).distinct())
         return {Ticker(row.ticker) for row in rows}
@@ -247,10 +252,53 @@ class SqlAlertStateRepository(_Repo):
         rows = self._conn().execute(select(t.alert_states))
         return {(row.subscription_id, Side(row.side)): state_from_row(row) for row in rows}
 
+    def for_tickers(self, tickers: Collection[Ticker]) -> dict[tuple[str, Side], SideState]:
+        names = sorted(t.value for t in tickers)
+        rows = self._conn().execute(
+            select(t.alert_states)
+            .join(
+                t.subscriptions,
+                t.subscriptions.c.subscription_id == t.alert_states.c.subscription_id,
+            )
+            .where(t.subscriptions.c.ticker.in_(names))
+        )
+        return {(row.subscription_id, Side(row.side)): state_from_row(row) for row in rows}
+
     def delete_for(self, subscription_id: str) -> None:
         self._conn().execute(
             delete(t.alert_states).where(t.alert_states.c.subscription_id == subscription_id)
         )
+
+
+class SqlAlertProgressRepository(_Repo):
+    """High-water marks of applied quotes, by ticker."""
+
+    def get_many(self, tickers: Collection[Ticker]) -> dict[Ticker, datetime]:
+        names = sorted(t.value for t in tickers)
+        rows = self._conn().execute(
+            select(t.alert_progress).where(t.alert_progress.c.ticker.in_(names))
+        )
+        return {Ticker(row.ticker): row.applied_through for row in rows}
+
+    def all(self) -> dict[Ticker, datetime]:
+        rows = self._conn().execute(select(t.alert_progress))
+        return {Ticker(row.ticker): row.applied_through for row in rows}
+
+    def save(self, ticker: Ticker, applied_through: datetime) -> None:
+        conn = self._conn()
+        changed = conn.execute(
+            update(t.alert_progress)
+            .where(t.alert_progress.c.ticker == ticker.value)
+            .values(applied_through=applied_through)
+        ).rowcount
+        if not changed:
+            # One owner per ticker (the embedded run, or the alert-system instance of its
+            # partition), so no concurrent insert of the same ticker.
+            conn.execute(
+                insert(t.alert_progress).values(
+                    ticker=ticker.value, applied_through=applied_through
+                )
+            )
 
 
 class SqlQuoteRepository(_Repo):
@@ -268,6 +316,15 @@ class SqlQuoteRepository(_Repo):
             .first()
         )
         return None if row is None else Quote(ticker, row.price, row.quoted_at)
+
+    def newer_than(self, ticker: Ticker, after: datetime | None) -> list[Quote]:
+        query = select(t.quotes.c.price, t.quotes.c.quoted_at).where(
+            t.quotes.c.ticker == ticker.value
+        )
+        if after is not None:
+            query = query.where(t.quotes.c.quoted_at > after)
+        rows = self._conn().execute(query.order_by(t.quotes.c.quoted_at))
+        return [Quote(ticker, row.price, row.quoted_at) for row in rows]
 
     def latest_collected_at(self, ticker: Ticker) -> datetime | None:
         query = select(func.max(t.quotes.c.collected_at)).where(t.quotes.c.ticker == ticker.value)
@@ -374,6 +431,28 @@ class SqlNotificationLedger(_Repo):
 
     def add(self, record: NotificationRecord) -> None:
         self._conn().execute(insert(t.notifications).values(**_record_values(record)))
+
+    def add_new(self, records: Sequence[NotificationRecord]) -> int:
+        if not records:
+            return 0
+        conn = self._conn()
+        ids = [r.notification.notification_id for r in records]
+        known = set(
+            conn.execute(
+                select(t.notifications.c.notification_id).where(
+                    t.notifications.c.notification_id.in_(ids)
+                )
+            ).scalars()
+        )
+        fresh = [_record_values(r) for r in records if r.notification.notification_id not in known]
+        if fresh:
+            conn.execute(insert(t.notifications), fresh)
+        return len(fresh)
+
+    def delete(self, notification_id: str) -> None:
+        self._conn().execute(
+            delete(t.notifications).where(t.notifications.c.notification_id == notification_id)
+        )
 
     def update(self, record: NotificationRecord) -> None:
         values = _record_values(record)

@@ -109,6 +109,14 @@ alert_states = Table(
     Column("next_reminder_at", Double(), nullable=True),
 )
 
+alert_progress = Table(
+    "alert_progress",
+    metadata,
+    Column("ticker", String(TICKER_LENGTH), primary_key=True),
+    # The time of the newest quote the ticker's alert states were evaluated against.
+    Column("applied_through", UtcDateTime(), nullable=False),
+)
+
 quotes = Table(
     "quotes",
     metadata,

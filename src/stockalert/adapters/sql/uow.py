@@ -12,6 +12,7 @@ from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from stockalert.adapters.sql.repositories import (
+    SqlAlertProgressRepository,
     SqlAlertStateRepository,
     SqlNotificationLedger,
     SqlQuoteRepository,
@@ -43,6 +44,7 @@ class SqlUnitOfWork:
         self.users = SqlUserRepository(self._conn)
         self.subscriptions = SqlSubscriptionRepository(self._conn)
         self.alert_states = SqlAlertStateRepository(self._conn)
+        self.alert_progress = SqlAlertProgressRepository(self._conn)
         self.quotes = SqlQuoteRepository(self._conn)
         self.tickers = SqlTickerStatusRepository(self._conn)
         self.notifications = SqlNotificationLedger(self._conn)

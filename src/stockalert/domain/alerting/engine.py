@@ -18,7 +18,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Any, Final
 
 import attrs
@@ -246,6 +246,14 @@ class AlertEngine:
         del self._sides[subscription_id]
         for side in (Side.HIGH, Side.LOW):
             self._dormant.pop((subscription_id, side), None)
+
+    def drop_tickers(self, tickers: Collection[str]) -> None:
+        """Forget every subscription of these tickers and what was applied to them."""
+        doomed = [sid for sid, sub in self._subs.items() if sub.ticker.value in tickers]
+        for sid in doomed:
+            self.remove(sid)
+        for ticker in tickers:
+            self._books.pop(ticker, None)
 
     def state_of(self, subscription_id: str, side: Side) -> SideState:
         """Current state of one side (ARMED with episode 0 for an unknown one)."""

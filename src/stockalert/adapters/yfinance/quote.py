@@ -1,6 +1,6 @@
 """PriceSource port over Yahoo Finance through yfinance's quote scraper (no pandas frames).
 
-`YFinancePriceSource` parses a chart answer into pandas frames: ~10 ms of CPU per ticker,
+The chart adapter (`chart.py`) parses a chart answer into pandas frames: ~10 ms of CPU per ticker,
 under the GIL, which bounds a cycle of hundreds of tickers whatever the number of threads.
 This adapter asks yfinance's `Quote` scraper (`yfinance.scrapers.quote.Quote`, what
 `Ticker.info` delegates to) instead: its `_fetch_info` sends, per ticker,
@@ -20,7 +20,8 @@ Yahoo's answers for an unknown symbol: quoteSummary 404 "Quote not found for sym
 empty result. The 404 reaches us as `requests.HTTPError` (after yfinance's retry with its
 other cookie strategy), since `hide_exceptions` is off. The scraper sends its requests with a
 fixed 30 s timeout: the session this adapter hands to yfinance caps every request at
-`timeout_s`. Retries, backoff, batch deadline, threads and caches are `YFinancePriceSource`'s.
+`timeout_s`. Retries, backoff, batch deadline, threads and caches are those of
+`YahooBatchSource` (`batch.py`).
 """
 
 from __future__ import annotations
@@ -37,28 +38,25 @@ from yfinance.exceptions import (  # type: ignore[import-untyped]  # no type inf
 )
 from yfinance.scrapers.quote import Quote as YfQuote  # type: ignore[import-untyped]  # no types
 
-from stockalert.adapters.yfinance_source import (
-    YFinancePriceSource,
-    _describe,
-    _is_timeout,
-    _quote,
-    _Retryable,
+from stockalert.adapters.yfinance.batch import (
+    NOT_FOUND_WORDS,
+    Retryable,
+    YahooBatchSource,
+    describe,
+    is_timeout,
+    quote_result,
 )
 from stockalert.domain.model import Ticker
 from stockalert.domain.ports import FetchFailed, PriceResult, UnknownTicker
 
-# Yahoo's own words when a symbol does not exist (quoteSummary.error.description of a 404).
-_NOT_FOUND_WORDS = ("not found", "no data found", "delisted")
 
-
-class YFinanceQuotePriceSource(YFinancePriceSource):
-    """PriceSource port: like `YFinancePriceSource`, but over yfinance's quote scraper.
+class YFinanceQuoteSource(YahooBatchSource):
+    """PriceSource port: like the chart source, but over yfinance's quote scraper.
 
     Same constructor, outcomes and guarantees (Quote / UnknownTicker / FetchFailed per ticker,
     bounded retries of 429s and refused connections, per-request timeout, batch deadline,
     `fetch` never raises). Two HTTP requests per ticker instead of one, but about a tenth of
-    the CPU, so that many threads actually overlap their waits. `period` and `interval` are
-    accepted for compatibility and unused.
+    the CPU, so that many threads actually overlap their waits.
     """
 
     def _yf_data(self) -> tuple[Any, Any]:
@@ -78,34 +76,34 @@ class YFinanceQuotePriceSource(YFinancePriceSource):
             price = info.get("regularMarketPrice")
             quoted_at = info.get("regularMarketTime")
         except YFRateLimitError as err:
-            raise _Retryable("rate limited by Yahoo (HTTP 429)") from err
+            raise Retryable("rate limited by Yahoo (HTTP 429)") from err
         except requests.HTTPError as err:
             return self._http_error(ticker, err)
         except YFException as err:  # e.g. "Yahoo! Finance is currently down"
-            return FetchFailed(ticker, f"yfinance: {_describe(err)}")
+            return FetchFailed(ticker, f"yfinance: {describe(err)}")
         except Exception as err:
-            if _is_timeout(err):
-                return FetchFailed(ticker, f"timeout after {self._timeout_s:g} s: {_describe(err)}")
+            if is_timeout(err):
+                return FetchFailed(ticker, f"timeout after {self._timeout_s:g} s: {describe(err)}")
             if isinstance(err, ValueError | KeyError | IndexError | TypeError | AttributeError):
                 # ValueError first: requests' JSONDecodeError is also an OSError.
-                return FetchFailed(ticker, f"malformed answer from Yahoo: {_describe(err)}")
+                return FetchFailed(ticker, f"malformed answer from Yahoo: {describe(err)}")
             if isinstance(err, OSError):
-                raise _Retryable(f"network error: {_describe(err)}") from err
+                raise Retryable(f"network error: {describe(err)}") from err
             raise
-        return _quote(ticker, price, _epoch_to_utc(quoted_at))
+        return quote_result(ticker, price, _epoch_to_utc(quoted_at))
 
     @staticmethod
     def _http_error(ticker: Ticker, err: requests.HTTPError) -> PriceResult:
         response = err.response
         status = response.status_code if response is not None else None
         body = response.text if response is not None else ""
-        if status == 404 and any(w in body.lower() for w in _NOT_FOUND_WORDS):
+        if status == 404 and any(w in body.lower() for w in NOT_FOUND_WORDS):
             return UnknownTicker(ticker)
         if status == 429:
-            raise _Retryable("rate limited by Yahoo (HTTP 429)") from err
+            raise Retryable("rate limited by Yahoo (HTTP 429)") from err
         if status is not None and status >= 500:
-            raise _Retryable(f"Yahoo server error (HTTP {status})") from err
-        return FetchFailed(ticker, f"Yahoo answered HTTP {status}: {_describe(err)}")
+            raise Retryable(f"Yahoo server error (HTTP {status})") from err
+        return FetchFailed(ticker, f"Yahoo answered HTTP {status}: {describe(err)}")
 
 
 def _capped_get(get: Any, limit: float, url: str, **kwargs: Any) -> Any:

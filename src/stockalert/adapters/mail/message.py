@@ -10,6 +10,7 @@ from email.utils import format_datetime
 
 import jinja2
 
+from stockalert.adapters.mail import DEFAULT_SENDER
 from stockalert.domain.model import Notification, NotificationKind, Side
 
 
@@ -50,7 +51,6 @@ SMTP_POLICY = POLICY.clone(linesep="\r\n")
 # Fixed, so that the same notification is always the same bytes (and its Content-Type header
 # is shared); build_message checks that no part contains it.
 BOUNDARY = "=_stockalert-alternative_="
-DEFAULT_SENDER = "stockalert <alerts@stockalert.invalid>"
 
 
 def message_id(notification: Notification) -> str:

@@ -1,31 +1,26 @@
-"""In-memory implementations of every port: unit tests, the library, the embedded mode.
+"""In-memory storage: the unit of work, its repositories and the read model.
 
 They are real implementations, not mocks: the unit of work is transactional (an undo log,
 savepoints) and serialises transactions with a lock, so at-most-once and "nothing
-half-written" hold here exactly as they must on a database.
+half-written" hold here exactly as they must on a database. Used by unit tests, the library
+(`stockalert backtest`) and `STOCKALERT_DB_URL=memory://`.
 """
 
 from __future__ import annotations
 
 import bisect
-import hashlib
-import hmac
-import itertools
 import threading
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
-
-import attrs
 
 from stockalert.domain.commands import RequestKey
 from stockalert.domain.events import Event
 from stockalert.domain.model import (
     ARMED,
     Email,
-    Notification,
     NotificationRecord,
     Quote,
     Side,
@@ -36,15 +31,7 @@ from stockalert.domain.model import (
     User,
     visible_ticker_status,
 )
-from stockalert.domain.ports import (
-    MailOutcome,
-    MailPermanentError,
-    MailTemporaryError,
-    PriceResult,
-    StoredReply,
-    UnknownTicker,
-    send_each,
-)
+from stockalert.domain.ports import StoredReply
 from stockalert.domain.views import SubscriptionView
 
 _MISSING = object()
@@ -62,11 +49,22 @@ class MemoryStore:
         self.subscriptions: dict[str, Subscription] = {}
         self.sub_by_user_ticker: dict[tuple[str, Ticker], str] = {}
         self.alert_states: dict[tuple[str, Side], SideState] = {}
+        self.alert_progress: dict[Ticker, datetime] = {}
         self.quotes: dict[Ticker, list[Quote]] = {}  # ascending quoted_at
         self.ticker_status: dict[Ticker, tuple[TickerStatus, str | None, datetime]] = {}
         self.collected_at: dict[Ticker, datetime] = {}
         self.notifications: dict[str, NotificationRecord] = {}
         self.requests: dict[RequestKey, StoredReply] = {}
+
+    def snapshot(self, *, without: Collection[str] = ()) -> dict[str, dict[Any, Any]]:
+        """A copy of every table (but those named in `without`), to compare before and after:
+        the values are immutable, so copying the dicts is enough."""
+        with self.lock:
+            return {
+                name: dict(table)
+                for name, table in vars(self).items()
+                if isinstance(table, dict) and name not in without
+            }
 
 
 class _Journal:
@@ -139,6 +137,10 @@ class MemorySubscriptionRepository(_Repo):
     def for_user(self, user_id: str) -> list[Subscription]:
         return [s for s in self._store.subscriptions.values() if s.user_id == user_id]
 
+    def for_tickers(self, tickers: Collection[Ticker]) -> list[Subscription]:
+        wanted = set(tickers)
+        return [s for s in self._store.subscriptions.values() if s.ticker in wanted]
+
     def tickers_in_use(self) -> set[Ticker]:
         return {ticker for _, ticker in self._store.sub_by_user_ticker}
 
@@ -164,9 +166,32 @@ class MemoryAlertStateRepository(_Repo):
     def all(self) -> dict[tuple[str, Side], SideState]:
         return dict(self._store.alert_states)
 
+    def for_tickers(self, tickers: Collection[Ticker]) -> dict[tuple[str, Side], SideState]:
+        wanted = set(tickers)
+        subs = self._store.subscriptions
+        return {
+            key: state
+            for key, state in self._store.alert_states.items()
+            if key[0] in subs and subs[key[0]].ticker in wanted
+        }
+
     def delete_for(self, subscription_id: str) -> None:
         for side in (Side.HIGH, Side.LOW):
             self._journal().pop(self._store.alert_states, (subscription_id, side))
+
+
+class MemoryAlertProgressRepository(_Repo):
+    """High-water marks of applied quotes, by ticker."""
+
+    def get_many(self, tickers: Collection[Ticker]) -> dict[Ticker, datetime]:
+        marks = self._store.alert_progress
+        return {t: marks[t] for t in tickers if t in marks}
+
+    def all(self) -> dict[Ticker, datetime]:
+        return dict(self._store.alert_progress)
+
+    def save(self, ticker: Ticker, applied_through: datetime) -> None:
+        self._journal().set(self._store.alert_progress, ticker, applied_through)
 
 
 class MemoryQuoteRepository(_Repo):
@@ -178,6 +203,10 @@ class MemoryQuoteRepository(_Repo):
 
     def latest_quotes(self) -> list[Quote]:
         return [quotes[-1] for quotes in self._store.quotes.values() if quotes]
+
+    def newer_than(self, ticker: Ticker, after: datetime | None) -> list[Quote]:
+        quotes = self._store.quotes.get(ticker, [])
+        return [q for q in quotes if after is None or q.quoted_at > after]
 
     def latest_collected_at(self, ticker: Ticker) -> datetime | None:
         return self._store.collected_at.get(ticker) if self._store.quotes.get(ticker) else None
@@ -232,8 +261,19 @@ class MemoryNotificationLedger(_Repo):
             raise KeyError(f"notification {key} is in the ledger already")
         self._journal().set(self._store.notifications, key, record)
 
+    def add_new(self, records: Sequence[NotificationRecord]) -> int:
+        fresh = [
+            r for r in records if r.notification.notification_id not in self._store.notifications
+        ]
+        for record in fresh:
+            self.add(record)
+        return len(fresh)
+
     def update(self, record: NotificationRecord) -> None:
         self._journal().set(self._store.notifications, record.notification.notification_id, record)
+
+    def delete(self, notification_id: str) -> None:
+        self._journal().pop(self._store.notifications, notification_id)
 
     def pending(self, due_at: datetime, limit: int) -> list[NotificationRecord]:
         due = [
@@ -295,6 +335,7 @@ class MemoryUnitOfWork:
         self.users = MemoryUserRepository(store, journal)
         self.subscriptions = MemorySubscriptionRepository(store, journal)
         self.alert_states = MemoryAlertStateRepository(store, journal)
+        self.alert_progress = MemoryAlertProgressRepository(store, journal)
         self.quotes = MemoryQuoteRepository(store, journal)
         self.tickers = MemoryTickerStatusRepository(store, journal)
         self.notifications = MemoryNotificationLedger(store, journal)
@@ -397,83 +438,3 @@ class MemoryReadModel:
             key=lambda r: (r.notification.quoted_at, r.notification.notification_id), reverse=True
         )
         return mine[:limit]
-
-
-# ----- infrastructure fakes ---------------------------------------------------------------
-
-
-class ManualClock:
-    """A clock that moves only when told to."""
-
-    def __init__(self, now: datetime | None = None) -> None:
-        self._now = now or datetime(2026, 1, 1, tzinfo=UTC)
-
-    def now(self) -> datetime:
-        return self._now
-
-    def advance(self, seconds: float) -> None:
-        self._now += timedelta(seconds=seconds)
-
-
-class SequentialIds:
-    """Readable, deterministic ids: u1, u2, ..."""
-
-    def __init__(self, prefix: str = "id") -> None:
-        self._prefix = prefix
-        self._counter = itertools.count(1)
-
-    def new_id(self) -> str:
-        return f"{self._prefix}{next(self._counter)}"
-
-
-class InsecureFastHasher:
-    """Salt-free HMAC of the password: fast for unit tests, never for real use."""
-
-    def hash(self, password: str) -> str:
-        return "test$" + hashlib.sha256(password.encode()).hexdigest()
-
-    def verify(self, password_hash: str, password: str) -> bool:
-        return hmac.compare_digest(password_hash, self.hash(password))
-
-
-@attrs.define
-class MemoryMailer:
-    """Records what it 'sends'; can be told to fail the next sends."""
-
-    sent: list[Notification] = attrs.Factory(list)
-    failures: list[Exception] = attrs.Factory(list)
-
-    def fail_next(self, *errors: Exception) -> None:
-        """Raise these (in order) on the next sends instead of delivering."""
-        self.failures.extend(errors)
-
-    def send(self, notification: Notification) -> None:
-        if self.failures:
-            error = self.failures.pop(0)
-            if not isinstance(error, MailTemporaryError | MailPermanentError):
-                raise TypeError("a mailer fails with MailTemporaryError or MailPermanentError")
-            raise error
-        self.sent.append(notification)
-
-    def send_many(self, notifications: Sequence[Notification]) -> Iterator[MailOutcome]:
-        return send_each(self.send, notifications)
-
-
-@attrs.define
-class MemoryEventLog:
-    """An EventPublisher that keeps what it is given."""
-
-    events: list[Event] = attrs.Factory(list)
-
-    def publish(self, event: Event) -> None:
-        self.events.append(event)
-
-
-@attrs.define
-class StaticPriceSource:
-    """A PriceSource answering from a fixed table; unlisted tickers are unknown."""
-
-    quotes: dict[Ticker, Quote] = attrs.Factory(dict)
-
-    def fetch(self, tickers: Collection[Ticker]) -> Mapping[Ticker, PriceResult]:
-        return {t: self.quotes.get(t) or UnknownTicker(t) for t in tickers}

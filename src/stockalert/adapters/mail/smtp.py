@@ -39,7 +39,8 @@ from contextlib import suppress
 import attrs
 
 from stockalert.adapters.breaker import CircuitBreaker
-from stockalert.adapters.email_message import DEFAULT_SENDER, build_message, to_bytes
+from stockalert.adapters.mail import DEFAULT_SENDER
+from stockalert.adapters.mail.message import build_message, to_bytes
 from stockalert.domain.model import Notification
 from stockalert.domain.ports import (
     MailNotAttempted,

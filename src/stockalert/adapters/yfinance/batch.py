@@ -1,31 +1,7 @@
-"""PriceSource port over Yahoo Finance, through yfinance.
-
-What yfinance 1.7 sends for one ticker (`PriceHistory.history(period, interval)`, the object
-`Ticker.history` delegates to):
-
-* once per process, the cookie/crumb handshake: GET https://fc.yahoo.com (sets the A3 cookie,
-  kept in yfinance's cookie cache `cookies.db`), then GET
-  https://query1.finance.yahoo.com/v1/test/getcrumb;
-* GET https://query2.finance.yahoo.com/v8/finance/chart/SYMBOL?range=...&interval=...
-  &includePrePost=False&events=div,splits,capitalGains&crumb=...;
-* on any answer >= 400 (404 unknown symbol, 429, 401), yfinance switches its cookie strategy
-  (basic <-> csrf), fetches a new crumb and sends the chart request once more; a second 429
-  raises YFRateLimitError.
-
-`Ticker.history` would first look the exchange time zone up (tz cache `tkr-tz.db`, and on a
-miss an extra chart request with a fixed 10 s timeout whose answer stays in a process-wide
-LRU cache) and, for a symbol without one, fall back to `Ticker.info` (quoteSummary and
-v7/quote requests that end in a bare HTTP 404 error rather than yfinance's "no data"
-error). A period-based history never needs that time zone: the chart answer carries
-`exchangeTimezoneName`. So this adapter builds the `PriceHistory` itself, without a time
-zone: one chart request per ticker, parsed by yfinance's own code, and the quote is read
-from the parsed history metadata (`regularMarketPrice`, `regularMarketTime`: the time
-Yahoo quoted the price, not the time we fetched it).
-
-yfinance keeps process-wide state: the `YfData` singleton (session, cookie, crumb), its
-config and the cache folder. The constructor points the caches at `cache_dir` and turns
-yfinance's "log and return an empty frame" into exceptions, which this adapter classifies.
-"""
+"""What the yfinance adapters share: a batch of tickers fetched concurrently, each with
+bounded retries of 429s and network errors, a per-request timeout and a batch deadline, and
+yfinance's process-wide state (its `YfData` session singleton, its caches) pointed where we
+want it. The subclasses (`chart`, `quote`) say how one ticker is asked for."""
 
 from __future__ import annotations
 
@@ -46,24 +22,17 @@ import yfinance as yf  # type: ignore[import-untyped]  # yfinance ships no type 
 from yfinance import cache as yf_cache
 from yfinance._http import new_session  # type: ignore[import-untyped]  # no type information
 from yfinance.data import YfData  # type: ignore[import-untyped]  # no type information
-from yfinance.exceptions import (  # type: ignore[import-untyped]  # no type information
-    YFException,
-    YFPricesMissingError,
-    YFRateLimitError,
-    YFTickerMissingError,
-)
-from yfinance.scrapers.history import PriceHistory  # type: ignore[import-untyped]  # no types
 
 from stockalert.domain.model import Quote, Ticker
-from stockalert.domain.ports import FetchFailed, PriceResult, UnknownTicker
+from stockalert.domain.ports import FetchFailed, PriceResult
 
 log = logging.getLogger(__name__)
 
 # Yahoo's own words when a symbol does not exist (chart.error.description of a 404).
-_NOT_FOUND_WORDS = ("not found", "no data found", "delisted")
+NOT_FOUND_WORDS = ("not found", "no data found", "delisted")
 
 
-class _Retryable(Exception):
+class Retryable(Exception):
     """A failure worth another attempt (429, refused connection); `reason` is for the user."""
 
     def __init__(self, reason: str) -> None:
@@ -90,19 +59,19 @@ def point_yfinance_caches_at(cache_dir: Path) -> None:
             setattr(owner, handle, None)
 
 
-def _is_timeout(err: BaseException) -> bool:
+def is_timeout(err: BaseException) -> bool:
     # requests.Timeout and curl_cffi's Timeout share the name but no base class.
     return isinstance(err, TimeoutError | requests.Timeout) or any(
         cls.__name__ == "Timeout" for cls in type(err).__mro__
     )
 
 
-def _describe(err: BaseException) -> str:
+def describe(err: BaseException) -> str:
     text = str(err).strip() or type(err).__name__
     return text if len(text) <= 200 else text[:200] + "..."
 
 
-class YFinancePriceSource:
+class YahooBatchSource:
     """PriceSource port: one batch of tickers fetched concurrently from Yahoo via yfinance.
 
     Per ticker: a Quote with Yahoo's price and quote time; UnknownTicker when Yahoo says the
@@ -115,8 +84,7 @@ class YFinancePriceSource:
     `max_workers` threads take the batch `chunk_size` tickers at a time (1 balances best: a
     slow ticker then holds up only itself). yfinance parses every answer into pandas frames
     under the GIL (several ms of CPU per ticker), so past the point where the CPU is busy,
-    more workers do not shorten a cycle. `period`/`interval`: "5d"/"1d" is what yfinance
-    itself uses for metadata and always holds a bar, even after a weekend or a holiday.
+    more workers do not shorten a cycle.
     """
 
     def __init__(
@@ -132,8 +100,6 @@ class YFinancePriceSource:
         backoff_s: float = 0.5,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
-        period: str = "5d",
-        interval: str = "1d",
     ) -> None:
         if timeout_s <= 0 or deadline_s <= 0:
             raise ValueError("timeout_s and deadline_s must be positive")
@@ -147,8 +113,6 @@ class YFinancePriceSource:
         self._backoff_s = backoff_s
         self._sleep = sleep
         self._jitter = jitter
-        self._period = period
-        self._interval = interval
         # None: yfinance's own default (curl_cffi impersonating a browser, else requests).
         self._session_factory: Callable[[], Any] = session_factory or new_session
         self._session: Any = None
@@ -176,7 +140,7 @@ class YFinancePriceSource:
         missing = f"timeout: no answer within the batch deadline of {self._deadline_s:g} s"
         try:
             data, session = self._yf_data()
-            chunks = list(_chunked(wanted, self._chunk_size))
+            chunks = list(chunked(wanted, self._chunk_size))
             pool = ThreadPoolExecutor(
                 max_workers=min(self._max_workers, len(chunks)), thread_name_prefix="yfinance"
             )
@@ -191,7 +155,7 @@ class YFinancePriceSource:
                 pool.shutdown(wait=False, cancel_futures=True)
         except Exception as err:  # never let a failure escape the port
             log.exception("yfinance batch failed")
-            missing = f"price source error: {_describe(err)}"
+            missing = f"price source error: {describe(err)}"
         with lock:
             return {t: results.get(t) or FetchFailed(t, missing) for t in wanted}
 
@@ -222,7 +186,7 @@ class YFinancePriceSource:
                 result = self._fetch_one(data, session, ticker, deadline)
             except Exception as err:  # e.g. an injected sleep that fails: this ticker only
                 log.warning("yfinance failed for %s", ticker, exc_info=True)
-                result = FetchFailed(ticker, f"unexpected error: {_describe(err)}")
+                result = FetchFailed(ticker, f"unexpected error: {describe(err)}")
             with lock:
                 results[ticker] = result
 
@@ -232,11 +196,11 @@ class YFinancePriceSource:
         for attempt in range(attempts):
             try:
                 return self._attempt(data, session, ticker)
-            except _Retryable as failure:
+            except Retryable as failure:
                 reason = failure.reason
             except Exception as err:  # an unexpected failure is this ticker's, not the batch's
                 log.warning("yfinance failed for %s", ticker, exc_info=True)
-                return FetchFailed(ticker, f"unexpected error: {_describe(err)}")
+                return FetchFailed(ticker, f"unexpected error: {describe(err)}")
             if attempt + 1 == attempts:
                 break
             base = self._backoff_s * 2**attempt
@@ -247,46 +211,11 @@ class YFinancePriceSource:
         return FetchFailed(ticker, f"{reason} (gave up after {attempts} attempts)")
 
     def _attempt(self, data: Any, session: Any, ticker: Ticker) -> PriceResult:
-        # tz=None: a period-based history reads the zone from the answer (see the docstring).
-        history = PriceHistory(data, ticker.value, None, session=session)
-        try:
-            # Only the metadata is read: skipping the action columns, the price adjustment
-            # and the NaN clean-up halves the CPU yfinance spends per ticker.
-            history.history(
-                period=self._period,
-                interval=self._interval,
-                actions=False,
-                auto_adjust=False,
-                keepna=True,
-                timeout=self._timeout_s,
-            )
-            meta = history.get_history_metadata()
-            price = meta.get("regularMarketPrice")
-            quoted_at = meta.get("regularMarketTime")
-        except YFRateLimitError as err:
-            raise _Retryable("rate limited by Yahoo (HTTP 429)") from err
-        except YFPricesMissingError as err:
-            reason = err.yahoo_reason
-            if reason is not None and any(w in reason.lower() for w in _NOT_FOUND_WORDS):
-                return UnknownTicker(ticker)
-            return FetchFailed(ticker, f"no price data: {_describe(err)}")
-        except YFTickerMissingError as err:
-            return FetchFailed(ticker, f"no price data: {_describe(err)}")
-        except YFException as err:  # e.g. "Yahoo! Finance is currently down"
-            return FetchFailed(ticker, f"yfinance: {_describe(err)}")
-        except Exception as err:
-            if _is_timeout(err):
-                return FetchFailed(ticker, f"timeout after {self._timeout_s:g} s: {_describe(err)}")
-            if isinstance(err, ValueError | KeyError | IndexError | TypeError):
-                # ValueError first: requests' JSONDecodeError is also an OSError.
-                return FetchFailed(ticker, f"malformed answer from Yahoo: {_describe(err)}")
-            if isinstance(err, OSError):
-                raise _Retryable(f"network error: {_describe(err)}") from err
-            raise
-        return _quote(ticker, price, quoted_at)
+        """One try for one ticker; raise Retryable for what is worth another attempt."""
+        raise NotImplementedError
 
 
-def _quote(ticker: Ticker, price: object, quoted_at: object) -> PriceResult:
+def quote_result(ticker: Ticker, price: object, quoted_at: object) -> PriceResult:
     if isinstance(price, bool) or not isinstance(price, int | float):
         return FetchFailed(ticker, f"malformed answer from Yahoo: regularMarketPrice={price!r}")
     if not math.isfinite(price) or price <= 0:
@@ -299,6 +228,6 @@ def _quote(ticker: Ticker, price: object, quoted_at: object) -> PriceResult:
     return Quote(ticker, float(price), moment)
 
 
-def _chunked(items: Sequence[Ticker], size: int) -> Iterator[Sequence[Ticker]]:
+def chunked(items: Sequence[Ticker], size: int) -> Iterator[Sequence[Ticker]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]

@@ -7,7 +7,8 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from stockalert.adapters.email_message import DEFAULT_SENDER, build_message
+from stockalert.adapters.mail import DEFAULT_SENDER
+from stockalert.adapters.mail.message import build_message
 from stockalert.domain.model import Notification
 from stockalert.domain.ports import (
     MailOutcome,

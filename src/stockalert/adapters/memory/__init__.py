@@ -1,0 +1,2 @@
+"""In-memory adapters: `storage` (every storage port, transactional) and `fakes` (clock,
+ids, hasher, mailer, price source doubles)."""

@@ -1,0 +1,46 @@
+"""Quotes through the alert engine: where a price update becomes notifications.
+
+The crossing itself is detected in `domain/alerting/engine.py` (semantics in `rules.py`);
+`AlertTracker` keeps that engine in step with storage. These handlers connect it to the bus.
+"""
+
+from __future__ import annotations
+
+from stockalert.domain.alerting.tracker import AlertTracker
+from stockalert.domain.commands import DropAlerts, LoadAlerts
+from stockalert.domain.events import PriceUpdated, SubscriptionRemoved, SubscriptionSet
+from stockalert.domain.ports import Clock, UnitOfWork
+
+
+def apply_price_update(
+    event: PriceUpdated, uow: UnitOfWork, *, alerts: AlertTracker, clock: Clock
+) -> None:
+    """Run the quote through the alert engine; persist changed sides and PENDING
+    notifications in one transaction, raise an AlertRaised per notification."""
+    alerts.apply(event.quote, uow, clock.now())
+
+
+def index_subscription(event: SubscriptionSet, uow: UnitOfWork, *, alerts: AlertTracker) -> None:
+    """Keep the engine's index in step with the write model."""
+    alerts.upsert(event.subscription, event.high, event.low)
+
+
+def unindex_subscription(
+    event: SubscriptionRemoved, uow: UnitOfWork, *, alerts: AlertTracker
+) -> None:
+    """Drop a removed subscription from the engine."""
+    alerts.remove(event.subscription_id)
+
+
+def load_alerts(cmd: LoadAlerts, uow: UnitOfWork, *, alerts: AlertTracker, clock: Clock) -> None:
+    """Load the engine from storage (all tickers, or start owning `cmd.tickers`) and apply
+    the stored quotes after each ticker's high-water mark: what a crash left unapplied."""
+    if cmd.tickers is None:
+        alerts.reload(uow, clock.now())
+    else:
+        alerts.assign(cmd.tickers, uow, clock.now())
+
+
+def drop_alerts(cmd: DropAlerts, uow: UnitOfWork, *, alerts: AlertTracker) -> None:
+    """Stop evaluating `cmd.tickers` (their partitions went to another instance)."""
+    alerts.revoke(cmd.tickers)

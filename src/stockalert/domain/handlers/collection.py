@@ -1,0 +1,111 @@
+"""Price collection: one cycle fetches every ticker in use, stores the new quotes and marks
+each ticker's status for its users."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from datetime import datetime, timedelta
+
+from stockalert.domain.commands import CollectPrices, RecordQuotes
+from stockalert.domain.errors import DomainError
+from stockalert.domain.events import PriceUpdated
+from stockalert.domain.model import Quote, Ticker, TickerStatus, parse_price
+from stockalert.domain.ports import (
+    Clock,
+    FetchFailed,
+    PriceResult,
+    PriceSource,
+    UnitOfWork,
+    UnknownTicker,
+)
+from stockalert.domain.views import CollectionReport
+
+log = logging.getLogger(__name__)
+
+
+def _mark_tickers(
+    uow: UnitOfWork,
+    results: Mapping[Ticker, PriceResult],
+    tickers: set[Ticker],
+    stale_after: timedelta,
+    now: datetime,
+) -> None:
+    """ACTIVE, UNKNOWN, PENDING or STALE (no new quote collected for `stale_after`)."""
+    with uow:
+        for ticker in tickers:
+            result = results.get(ticker)
+            reason = result.reason if isinstance(result, FetchFailed) else None
+            if isinstance(result, UnknownTicker):
+                status, reason = TickerStatus.UNKNOWN, "the price source does not know this symbol"
+            else:
+                fresh_at = uow.quotes.latest_collected_at(ticker)
+                if fresh_at is None:
+                    status = TickerStatus.PENDING
+                elif now - fresh_at > stale_after:
+                    status = TickerStatus.STALE
+                    reason = f"no new quote since {fresh_at.isoformat()}" + (
+                        f" ({reason})" if reason else ""
+                    )
+                else:
+                    status = TickerStatus.ACTIVE
+            if uow.tickers.get(ticker) is not status:
+                log.info(  # one line per change of status, not per cycle
+                    "event=ticker_status ticker=%s status=%s reason=%r", ticker, status, reason
+                )
+                uow.tickers.save(ticker, status, reason, now)
+        uow.commit()
+
+
+def collect_prices(
+    cmd: CollectPrices, uow: UnitOfWork, *, source: PriceSource, clock: Clock
+) -> CollectionReport:
+    """Fetch every ticker in use in one batch; store and publish the quotes that are new."""
+    with uow:
+        tickers = uow.subscriptions.tickers_in_use()
+    if not tickers:
+        return CollectionReport(0, 0)
+    results = source.fetch(sorted(tickers, key=lambda t: t.value))
+    quotes, unknown, failed = [], [], []
+    for ticker in tickers:
+        result = results.get(ticker)
+        if isinstance(result, Quote):
+            quotes.append(result)
+        elif isinstance(result, UnknownTicker):
+            unknown.append(ticker.value)
+        else:
+            failed.append(ticker.value)
+    stored = record_quotes(RecordQuotes(tuple(quotes)), uow, clock=clock)
+    _mark_tickers(uow, results, tickers, timedelta(seconds=cmd.stale_after_s), clock.now())
+    report = CollectionReport(len(tickers), stored, tuple(sorted(unknown)), tuple(sorted(failed)))
+    # A routine cycle is DEBUG (a terminal running `stockalert run &` stays quiet); what
+    # users need to know (a ticker turning UNKNOWN or STALE) has its own line above.
+    log.debug(
+        "event=collection_cycle tickers=%d stored=%d unknown=%d failed=%d",
+        report.tickers,
+        report.stored,
+        len(report.unknown),
+        len(report.failed),
+    )
+    return report
+
+
+def record_quotes(cmd: RecordQuotes, uow: UnitOfWork, *, clock: Clock) -> int:
+    """Store the quotes newer than the newest stored per ticker; returns how many."""
+    stored = 0
+    with uow:
+        collected_at = clock.now()
+        for quote in sorted(cmd.quotes, key=lambda q: q.quoted_at):
+            try:
+                parse_price(quote.price, "price")
+            except DomainError as err:
+                log.warning("event=quote_rejected ticker=%s reason=%r", quote.ticker, err.message)
+                continue
+            latest = uow.quotes.latest(quote.ticker)
+            if latest is not None and quote.quoted_at <= latest.quoted_at:
+                continue
+            uow.quotes.add(quote, collected_at)
+            uow.record(PriceUpdated(quote))
+            stored += 1
+        uow.commit()
+    return stored

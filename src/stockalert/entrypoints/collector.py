@@ -1,0 +1,41 @@
+"""`stockalert serve collector` (or `python -m stockalert.entrypoints.collector`):
+Price collection as its own process.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from stockalert.containers import Collector
+from stockalert.domain.commands import CollectPrices
+from stockalert.entrypoints import runtime
+from stockalert.entrypoints.runtime import Loop, Plan
+from stockalert.entrypoints.settings import collector_config
+
+ROLE = "collector"
+
+
+def loops(config: Mapping[str, Any]) -> list[Loop]:
+    """One collection cycle every STOCKALERT_COLLECT_INTERVAL seconds."""
+    command = CollectPrices(float(config["stale_after_s"]))
+    return [Loop("collector", (command,), float(config["collect_interval"]))]
+
+
+def plan(config: Mapping[str, Any]) -> Plan:
+    """The collection loop alone, on the shared database."""
+    return Plan(ROLE, loops=loops(config))
+
+
+def serve(environ: Mapping[str, str], stop: threading.Event) -> None:
+    """Run the role until `stop` is set; ConfigError names a missing or bad variable."""
+    config = collector_config(environ)
+    runtime.serve(runtime.assemble(Collector, config), plan(config), stop)
+
+
+if __name__ == "__main__":
+    from stockalert.entrypoints.cli import main
+
+    sys.exit(main(["serve", ROLE, *sys.argv[1:]]))

@@ -1,0 +1,128 @@
+"""The registry of roles `stockalert serve ROLE` runs, each one process of the distributed
+system: its module under `entrypoints/`, what it does and the variables it reads. The CLI's
+`serve` choices and their `--help` come from here; nothing heavy is imported."""
+
+from __future__ import annotations
+
+import attrs
+
+# What each variable means, for `serve ROLE --help` (the README has the full table).
+VARIABLES = {
+    "STOCKALERT_DB_URL": "the database (sqlite:///PATH or mysql+pymysql://USER:PASS@HOST:PORT/DB;"
+    " default sqlite:///stockalert.db)",
+    "STOCKALERT_READ_DB_URL": "where queries read (a replica; default STOCKALERT_DB_URL)",
+    "STOCKALERT_STATE_DIR": "the state folder (default ./.stockalert)",
+    "STOCKALERT_AUTH_SECRET": "token signing key, at least 32 bytes, the same for command-api"
+    " and query-api (required)",
+    "STOCKALERT_GRPC_ADDR": "where CommandService listens (default 127.0.0.1:50051)",
+    "STOCKALERT_QUERY_ADDR": "where QueryService listens (default 127.0.0.1:50052)",
+    "STOCKALERT_PRICE_SOURCE": "yfinance, yfinance-chart or replay:PATH (required)",
+    "STOCKALERT_COLLECT_INTERVAL": "seconds between collection cycles (default 180)",
+    "STOCKALERT_STALE_AFTER_S": "a ticker without a new quote this long is STALE (default 3600)",
+    "STOCKALERT_FETCH_TIMEOUT_S": "timeout of one request to the price source (default 10)",
+    "STOCKALERT_BREAKER_FAILURES": "failed batches in a row that open the breaker (default 3)",
+    "STOCKALERT_BREAKER_RECOVERY_S": "how long the breaker stays open (default 300)",
+    "STOCKALERT_BREAKER_SLOW_S": "a batch slower than this counts as failed (default 30)",
+    "STOCKALERT_SMTP_HOST": "SMTP server; unset: .eml files in STOCKALERT_OUTBOX_DIR",
+    "STOCKALERT_SMTP_PORT": "SMTP port (default 587, 465 with TLS, 25 without STARTTLS)",
+    "STOCKALERT_SMTP_STARTTLS": "STARTTLS (default true)",
+    "STOCKALERT_SMTP_TLS": "implicit TLS (default false)",
+    "STOCKALERT_SMTP_USER": "SMTP login (with STOCKALERT_SMTP_PASSWORD)",
+    "STOCKALERT_SMTP_FROM": "sender (default stockalert <alerts@stockalert.invalid>)",
+    "STOCKALERT_OUTBOX_DIR": "where .eml files go without SMTP (default ./outbox)",
+    "STOCKALERT_DELIVERY_INTERVAL": "seconds between looks for due PENDING e-mails (default 5)",
+    "STOCKALERT_MAIL_RETRY_BASE_S": "first wait before a failed e-mail is retried (default 30)",
+    "STOCKALERT_MAIL_RETRY_MAX_S": "longest wait between two attempts (default 900)",
+    "STOCKALERT_QUOTE_RETENTION_S": "quotes older than this are removed... (default 7 days)",
+    "STOCKALERT_KEEP_QUOTES": "...but always the newest N per followed ticker (default 20)",
+    "STOCKALERT_REQUEST_TTL_S": "how long stored command replies are kept (default 86400)",
+    "STOCKALERT_CLEAN_INTERVAL": "seconds between clean-ups (default 3600)",
+}
+
+_CORE = ("STOCKALERT_DB_URL", "STOCKALERT_STATE_DIR")
+
+
+@attrs.frozen
+class Role:
+    """One servable role."""
+
+    name: str
+    module: str  # stockalert.entrypoints.<module>: has serve(environ, stop)
+    summary: str
+    variables: tuple[str, ...]
+
+    def help_text(self) -> str:
+        """The description of `serve ROLE --help`."""
+        lines = [f"{self.summary}", "", "Environment:"]
+        lines += [f"  {name}: {VARIABLES[name]}" for name in self.variables]
+        lines += ["", "Exits 78 naming a missing or bad variable; exits 0 after SIGTERM."]
+        return "\n".join(lines)
+
+
+ROLES: dict[str, Role] = {
+    role.name: role
+    for role in (
+        Role(
+            "command-api",
+            "stockalert.entrypoints.command_api",
+            "The command side (gRPC CommandService): register, log in, set and remove "
+            "subscriptions, delete the account; every command at most once per request id.",
+            (*_CORE, "STOCKALERT_AUTH_SECRET", "STOCKALERT_GRPC_ADDR"),
+        ),
+        Role(
+            "query-api",
+            "stockalert.entrypoints.query_api",
+            "The query side (gRPC QueryService): latest and average values, subscriptions, "
+            "notification history; reads only, through STOCKALERT_READ_DB_URL.",
+            (*_CORE, "STOCKALERT_READ_DB_URL", "STOCKALERT_AUTH_SECRET", "STOCKALERT_QUERY_ADDR"),
+        ),
+        Role(
+            "collector",
+            "stockalert.entrypoints.collector",
+            "Every STOCKALERT_COLLECT_INTERVAL seconds: fetch the tickers in use in one batch "
+            "(behind the circuit breaker), store the new quotes, mark ticker statuses.",
+            (
+                *_CORE,
+                "STOCKALERT_PRICE_SOURCE",
+                "STOCKALERT_COLLECT_INTERVAL",
+                "STOCKALERT_STALE_AFTER_S",
+                "STOCKALERT_FETCH_TIMEOUT_S",
+                "STOCKALERT_BREAKER_FAILURES",
+                "STOCKALERT_BREAKER_RECOVERY_S",
+                "STOCKALERT_BREAKER_SLOW_S",
+            ),
+        ),
+        Role(
+            "notifier",
+            "stockalert.entrypoints.notifier",
+            "E-mails the PENDING notifications of the ledger that are due, each once, with "
+            "backoff while the mail server fails.",
+            (
+                *_CORE,
+                "STOCKALERT_SMTP_HOST",
+                "STOCKALERT_SMTP_PORT",
+                "STOCKALERT_SMTP_STARTTLS",
+                "STOCKALERT_SMTP_TLS",
+                "STOCKALERT_SMTP_USER",
+                "STOCKALERT_SMTP_FROM",
+                "STOCKALERT_OUTBOX_DIR",
+                "STOCKALERT_DELIVERY_INTERVAL",
+                "STOCKALERT_MAIL_RETRY_BASE_S",
+                "STOCKALERT_MAIL_RETRY_MAX_S",
+            ),
+        ),
+        Role(
+            "cleaner",
+            "stockalert.entrypoints.cleaner",
+            "Retention, every STOCKALERT_CLEAN_INTERVAL seconds: old quotes (keeping the newest "
+            "per followed ticker), quotes of tickers nobody follows, expired command replies.",
+            (
+                *_CORE,
+                "STOCKALERT_QUOTE_RETENTION_S",
+                "STOCKALERT_KEEP_QUOTES",
+                "STOCKALERT_REQUEST_TTL_S",
+                "STOCKALERT_CLEAN_INTERVAL",
+            ),
+        ),
+    )
+}

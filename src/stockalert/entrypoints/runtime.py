@@ -1,0 +1,165 @@
+"""What every long-running process shares: logging, signals, periodic loops, the database at
+start, and the run of a role container until SIGINT / SIGTERM.
+
+A role is a container (`containers.py`) plus what it runs: loops (commands sent every so
+often), commands sent once at start, and optionally a gRPC server. `serve` runs any such
+combination; the embedded run is one combination of the same loops and commands.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+from typing import Any
+
+import attrs
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import DBAPIError
+
+from stockalert.adapters.grpc.server import RunningServer
+from stockalert.adapters.sql.migrate import upgrade
+from stockalert.domain.commands import Command
+from stockalert.domain.messagebus import HandlerFailed, MessageBus
+
+log = logging.getLogger("stockalert.run")
+MAX_BACKOFF_S = 30.0
+
+
+def configure_logging(level: int = logging.INFO) -> None:
+    """One key=value line per event, on stderr."""
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
+        force=True,
+    )
+    # Library warnings (pandas inside yfinance emits many per cycle) become log records at
+    # WARNING; the py.warnings logger is raised to ERROR so they do not flood the log.
+    logging.captureWarnings(True)
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
+
+
+def install_signal_handlers(stop: threading.Event) -> None:
+    """SIGINT and SIGTERM set `stop` (a second one is still honoured the same way)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        log.info("event=signal signal=%s", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@attrs.frozen
+class Loop:
+    """Commands sent to the bus now and then every `interval_s` seconds."""
+
+    name: str
+    commands: tuple[Command, ...]
+    interval_s: float
+
+
+class Periodic(threading.Thread):
+    """Runs one Loop until `halt` is set; a failed cycle is logged and the next one retries."""
+
+    def __init__(self, loop: Loop, bus: MessageBus, halt: threading.Event) -> None:
+        super().__init__(name=loop.name, daemon=True)
+        self._loop = loop
+        self._bus = bus
+        self._halt = halt
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            for command in self._loop.commands:
+                try:
+                    self._bus.handle(command)
+                except HandlerFailed:
+                    pass  # each failed handler was logged with its traceback already
+                except Exception:
+                    # One failed cycle must not end the loop; the next cycle retries.
+                    log.exception("event=cycle_failed command=%s", type(command).__name__)
+            self._halt.wait(self._loop.interval_s)
+
+
+def wait_for_database(engine: Engine, halt: threading.Event, *, migrate: bool) -> bool:
+    """Migrate the database to head (or, `migrate` off, just reach it), retrying with
+    backoff while it is unreachable; False when halted first."""
+    delay = 1.0
+    while not halt.is_set():
+        try:
+            if migrate:
+                upgrade(engine)
+            else:
+                with engine.connect() as connection:
+                    connection.execute(text("SELECT 1"))
+        except DBAPIError as err:
+            log.warning(
+                "event=database_unavailable retry_in_s=%g error=%r", delay, str(err.orig)[:200]
+            )
+            halt.wait(delay)
+            delay = min(delay * 2, MAX_BACKOFF_S)
+            continue
+        log.info("event=database_ready url=%s", engine.url.render_as_string(hide_password=True))
+        return True
+    return False
+
+
+@attrs.frozen
+class Plan:
+    """What a process runs: its loops, the commands sent once at start, a gRPC server."""
+
+    name: str
+    loops: Sequence[Loop] = ()
+    startup: Sequence[Command] = ()
+    grpc: bool = False
+    # The database this process needs: the write one (migrated at start), else the read one.
+    writes: bool = True
+
+
+def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "") -> None:
+    """Run `plan` over `container` until `halt` is set; resources are shut down on the way out
+    (producers flushed, connections closed, the gRPC server stopped with a grace period)."""
+    try:
+        core = container.core
+        if core.config.storage() == "sql":
+            engine = core.db_engine() if plan.writes else core.read_db_engine()
+            if not wait_for_database(engine, halt, migrate=plan.writes):
+                return
+        bus: MessageBus = container.bus()
+        for command in plan.startup:
+            bus.handle(command)
+        port = ""
+        if plan.grpc:
+            server = container.grpc_server()
+            assert isinstance(server, RunningServer)
+            port = f" grpc_port={server.port}"
+        threads = [Periodic(loop, bus, halt) for loop in plan.loops]
+        loops = ",".join(f"{loop.name}:{loop.interval_s:g}s" for loop in plan.loops) or "-"
+        log.info("event=started role=%s%s loops=%s%s", plan.name, port, loops, describe)
+        for thread in threads:
+            thread.start()
+        halt.wait()
+        log.info("event=stopping role=%s", plan.name)
+        for thread in threads:
+            thread.join(timeout=30)
+    finally:
+        container.shutdown_resources()
+        log.info("event=stopped role=%s", plan.name)
+
+
+def assemble(container_type: Callable[[], Any], config: dict[str, Any]) -> Any:
+    """A role's container filled with its configuration, its wiring checked."""
+    container = container_type()
+    container.config.from_dict(config)
+    container.check_dependencies()
+    return container
+
+
+def run_until_signalled(body: Callable[[threading.Event], None], level: int) -> None:
+    """Logging, signal handlers, then `body(stop)`."""
+    configure_logging(level)
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    body(stop)
