@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from stockalert.adapters.memory.fakes import InsecureFastHasher, ManualClock, SequentialIds
+from stockalert.adapters.memory.fakes import (
+    InsecureFastHasher,
+    ManualClock,
+    MemoryMailer,
+    SequentialIds,
+)
+from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.containers import Embedded, in_memory_config
 
 
@@ -47,3 +53,23 @@ def build_container(
             provider = getattr(provider, name)
         provider.override(value)
     return container
+
+
+class Storage:
+    """What outlives a process in unit tests: the store, the clock, the id counter and the
+    mail that went out. `process()` starts a new container over it (a restart)."""
+
+    def __init__(self, clock: ManualClock | None = None) -> None:
+        self.store = MemoryStore()
+        self.clock = clock or ManualClock()
+        self.ids = SequentialIds("id")
+        self.mailer = MemoryMailer()
+
+    def process(self, role: Any = Embedded, **overrides: Any) -> Any:
+        """A fresh container of `role` on this storage (nothing of an earlier one kept)."""
+        overrides.setdefault("delivery__mailer", self.mailer)
+        if not hasattr(role, "delivery"):
+            overrides.pop("delivery__mailer")
+        return build_container(
+            role, clock=self.clock, ids=self.ids, core__store=self.store, **overrides
+        )
