@@ -32,7 +32,7 @@ def wait_until_serving(address: str, server: subprocess.Popen[bytes], timeout: f
     with grpc.insecure_channel(address) as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
-            assert server.poll() is None, "stockalert run exited early"
+            assert server.poll() is None, f"the server process exited early ({server.args})"
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
             except grpc.RpcError:
@@ -62,13 +62,25 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
     return result.stdout
 
 
-def spawn_run(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`stockalert run` as a child process in `cwd`, its log (stderr) written to `log`."""
+def spawn(
+    env: dict[str, str],
+    cwd: Path,
+    log: Path,
+    *args: str,
+    module: str = "stockalert.entrypoints.cli",
+) -> subprocess.Popen[bytes]:
+    """`python -m MODULE ARGS` (by default `stockalert ARGS`) as a child process in `cwd`, its
+    log (stderr) written to `log`."""
     with log.open("wb") as stderr:
         return subprocess.Popen(
-            [sys.executable, "-m", "stockalert.entrypoints.cli", "run"],
+            [sys.executable, "-m", module, *args],
             cwd=cwd,
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
         )
+
+
+def spawn_run(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+    """`stockalert run` as a child process in `cwd`, its log (stderr) written to `log`."""
+    return spawn(env, cwd, log, "run")

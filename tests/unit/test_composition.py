@@ -74,8 +74,8 @@ def test_every_role_container_is_complete_from_its_own_settings(role: str, tmp_p
 def test_the_registry_is_the_cli_serve_choices_and_every_role_has_its_module(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`stockalert serve ROLE` offers exactly the registered roles, each a module with a
-    serve function; `serve ROLE --help` says what it does and which variables it reads."""
+    """`stockalert serve ROLE` offers exactly the registered roles, each a module with
+    settings and run functions; `serve ROLE --help` says what it does and what it reads."""
     assert set(ROLES) == set(ROLE_WIRING) - {"embedded"}
     with pytest.raises(SystemExit) as bad:
         cli.main(["serve", "no-such-role"])
@@ -83,7 +83,9 @@ def test_the_registry_is_the_cli_serve_choices_and_every_role_has_its_module(
     error = capsys.readouterr().err
     assert all(name in error for name in ROLES)
     for role in ROLES.values():
-        assert callable(importlib.import_module(role.module).serve)
+        module = importlib.import_module(role.module)
+        assert callable(module.settings)
+        assert callable(module.run)
         with pytest.raises(SystemExit) as shown:
             cli.main(["serve", role.name, "--help"])
         assert shown.value.code == 0

@@ -29,10 +29,14 @@ def plan(config: Mapping[str, Any]) -> Plan:
     return Plan(ROLE, loops=loops(config))
 
 
-def serve(environ: Mapping[str, str], stop: threading.Event) -> None:
-    """Run the role until `stop` is set; ConfigError names a missing or bad variable."""
-    config = notifier_config(environ)
-    runtime.serve(runtime.assemble(Notifier, config), plan(config), stop)
+def settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The role's configuration; ConfigError names a missing or bad variable."""
+    return notifier_config(environ)
+
+
+def run(config: Mapping[str, Any], stop: threading.Event) -> None:
+    """Run the role until `stop` is set."""
+    runtime.serve(runtime.assemble(Notifier, dict(config)), plan(config), stop)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,14 @@ def plan(config: Mapping[str, Any]) -> Plan:
     return Plan(ROLE, grpc=True, writes=False)
 
 
-def serve(environ: Mapping[str, str], stop: threading.Event) -> None:
-    """Run the role until `stop` is set; ConfigError names a missing or bad variable."""
-    config = query_api_config(environ)
-    runtime.serve(runtime.assemble(QueryApi, config), plan(config), stop)
+def settings(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The role's configuration; ConfigError names a missing or bad variable."""
+    return query_api_config(environ)
+
+
+def run(config: Mapping[str, Any], stop: threading.Event) -> None:
+    """Run the role until `stop` is set."""
+    runtime.serve(runtime.assemble(QueryApi, dict(config)), plan(config), stop)
 
 
 if __name__ == "__main__":

@@ -40,13 +40,18 @@ def build(environ: Mapping[str, str]) -> tuple[Any, dict[str, Any]]:
 
 def run(environ: Mapping[str, str], stop: threading.Event | None = None) -> None:
     """Run until `stop` is set (by a signal when called from the CLI)."""
-    container, config = build(environ)
+    run_with(embedded_config(environ), stop or threading.Event())
+
+
+def run_with(config: dict[str, Any], stop: threading.Event) -> None:
+    """Run the embedded configuration `config` until `stop` is set."""
+    container = runtime.assemble(Embedded, config)
     database = "memory" if config["storage"] == "memory" else config["db_url"].split("@")[-1]
     where = (
         f" db={database} prices={config['prices'].get('path') or config['prices']['kind']}"
         f" mail={config['mail'].get('smtp', {}).get('host') or config['mail']['outbox_dir']}"
     )
-    runtime.serve(container, plan(config), stop or threading.Event(), where)
+    runtime.serve(container, plan(config), stop, where)
 
 
 def upgrade_database(environ: Mapping[str, str]) -> str:

@@ -22,10 +22,12 @@ def log_level(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from stockalert.entrypoints.run import run
+    from stockalert.entrypoints.run import run_with
     from stockalert.entrypoints.runtime import run_until_signalled
+    from stockalert.entrypoints.settings import embedded_config
 
-    run_until_signalled(lambda stop: run(os.environ, stop), log_level(args))
+    config = embedded_config(os.environ)  # a bad variable exits 78 before anything starts
+    run_until_signalled(lambda stop: run_with(config, stop), log_level(args))
     return 0
 
 
@@ -33,7 +35,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from stockalert.entrypoints.runtime import run_until_signalled
 
     role = importlib.import_module(ROLES[args.role].module)
-    run_until_signalled(lambda stop: role.serve(os.environ, stop), log_level(args))
+    config = role.settings(os.environ)  # a bad variable exits 78 before anything starts
+    run_until_signalled(lambda stop: role.run(config, stop), log_level(args))
     return 0
 
 

@@ -1,0 +1,55 @@
+"""`stockalert serve ROLE`: a missing or bad variable stops the role before it starts, with
+exit 78 and a message naming the variable."""
+
+from __future__ import annotations
+
+import pytest
+
+from stockalert.entrypoints import cli
+from stockalert.entrypoints.roles import ROLES
+
+SECRET = "a-token-signing-key-of-at-least-32-bytes"
+# For each role: a variable it needs, the bad or missing value, and what the message says.
+BROKEN = [
+    ("command-api", "STOCKALERT_AUTH_SECRET", None, "STOCKALERT_AUTH_SECRET is required"),
+    ("command-api", "STOCKALERT_GRPC_ADDR", "nowhere", "STOCKALERT_GRPC_ADDR='nowhere'"),
+    ("query-api", "STOCKALERT_AUTH_SECRET", None, "STOCKALERT_AUTH_SECRET is required"),
+    ("query-api", "STOCKALERT_QUERY_ADDR", "h:99999", "STOCKALERT_QUERY_ADDR='h:99999'"),
+    ("collector", "STOCKALERT_PRICE_SOURCE", None, "STOCKALERT_PRICE_SOURCE='' must be"),
+    ("collector", "STOCKALERT_COLLECT_INTERVAL", "soon", "STOCKALERT_COLLECT_INTERVAL='soon'"),
+    ("notifier", "STOCKALERT_SMTP_PORT", "smtp", "STOCKALERT_SMTP_PORT='smtp' must be a port"),
+    ("notifier", "STOCKALERT_DELIVERY_INTERVAL", "0", "STOCKALERT_DELIVERY_INTERVAL='0'"),
+    ("cleaner", "STOCKALERT_KEEP_QUOTES", "none", "STOCKALERT_KEEP_QUOTES='none'"),
+    *[
+        (role, "STOCKALERT_DB_URL", "oracle://x", "STOCKALERT_DB_URL='oracle://x'")
+        for role in ROLES
+    ],
+]
+
+
+@pytest.mark.parametrize(("role", "variable", "value", "message"), BROKEN)
+def test_a_role_with_a_missing_or_bad_variable_exits_78_naming_it(
+    role: str,
+    variable: str,
+    value: str | None,
+    message: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Nothing starts (no database, no port): the configuration is read first."""
+    for name in ("STOCKALERT_DB_URL", "STOCKALERT_SMTP_HOST", "STOCKALERT_GRPC_ADDR"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("STOCKALERT_DB_URL", "memory://")
+    monkeypatch.setenv("STOCKALERT_AUTH_SECRET", SECRET)
+    monkeypatch.setenv("STOCKALERT_PRICE_SOURCE", "yfinance")
+    monkeypatch.setenv("STOCKALERT_SMTP_HOST", "127.0.0.1")
+    if value is None:
+        monkeypatch.delenv(variable, raising=False)
+    else:
+        monkeypatch.setenv(variable, value)
+
+    assert cli.main(["serve", role]) == cli.EXIT_CONFIG
+
+    error = capsys.readouterr().err
+    assert "configuration error" in error
+    assert message in error
