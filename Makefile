@@ -7,9 +7,7 @@ STAMP := $(VENV)/.installed-stamp
 .PHONY: install run protos test lint typecheck unit bench bench-collector bench-email clean
 
 $(STAMP): pyproject.toml
-	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade "pip>=25.1"
-	$(BIN)/python -m pip install --quiet --group dev --editable .
+	PYTHON=$(PYTHON) scripts/install-venv
 	touch $(STAMP)
 
 install: $(STAMP)
