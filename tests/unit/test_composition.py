@@ -75,7 +75,7 @@ def test_the_registry_is_the_cli_serve_choices_and_every_role_has_its_module(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     """`stockalert serve ROLE` offers exactly the registered roles, each a module with
-    settings and run functions; `serve ROLE --help` says what it does and what it reads."""
+    its container, settings and plan; `serve ROLE --help` says what it does and what it reads."""
     assert set(ROLES) == set(ROLE_WIRING) - {"embedded"}
     with pytest.raises(SystemExit) as bad:
         cli.main(["serve", "no-such-role"])
@@ -84,8 +84,9 @@ def test_the_registry_is_the_cli_serve_choices_and_every_role_has_its_module(
     assert all(name in error for name in ROLES)
     for role in ROLES.values():
         module = importlib.import_module(role.module)
+        assert role.name == module.ROLE
         assert callable(module.settings)
-        assert callable(module.run)
+        assert callable(module.plan)
         with pytest.raises(SystemExit) as shown:
             cli.main(["serve", role.name, "--help"])
         assert shown.value.code == 0

@@ -4,8 +4,6 @@ Retention as its own process.
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +14,8 @@ from stockalert.entrypoints.runtime import Loop, Plan
 from stockalert.entrypoints.settings import cleaner_config
 
 ROLE = "cleaner"
+CONTAINER = Cleaner
+settings = cleaner_config  # ConfigError names a missing or bad variable
 
 
 def cleanup_command(settings: Mapping[str, Any]) -> CleanUp:
@@ -38,17 +38,5 @@ def plan(config: Mapping[str, Any]) -> Plan:
     return Plan(ROLE, loops=loops(config))
 
 
-def settings(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The role's configuration; ConfigError names a missing or bad variable."""
-    return cleaner_config(environ)
-
-
-def run(config: Mapping[str, Any], stop: threading.Event) -> None:
-    """Run the role until `stop` is set."""
-    runtime.serve(runtime.assemble(Cleaner, dict(config)), plan(config), stop)
-
-
 if __name__ == "__main__":
-    from stockalert.entrypoints.cli import main
-
-    sys.exit(main(["serve", ROLE, *sys.argv[1:]]))
+    runtime.main_for(ROLE)

@@ -4,8 +4,6 @@ Price collection as its own process.
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +14,8 @@ from stockalert.entrypoints.runtime import Loop, Plan
 from stockalert.entrypoints.settings import collector_config
 
 ROLE = "collector"
+CONTAINER = Collector
+settings = collector_config  # ConfigError names a missing or bad variable
 
 
 def loops(config: Mapping[str, Any]) -> list[Loop]:
@@ -29,17 +29,5 @@ def plan(config: Mapping[str, Any]) -> Plan:
     return Plan(ROLE, loops=loops(config))
 
 
-def settings(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The role's configuration; ConfigError names a missing or bad variable."""
-    return collector_config(environ)
-
-
-def run(config: Mapping[str, Any], stop: threading.Event) -> None:
-    """Run the role until `stop` is set."""
-    runtime.serve(runtime.assemble(Collector, dict(config)), plan(config), stop)
-
-
 if __name__ == "__main__":
-    from stockalert.entrypoints.cli import main
-
-    sys.exit(main(["serve", ROLE, *sys.argv[1:]]))
+    runtime.main_for(ROLE)

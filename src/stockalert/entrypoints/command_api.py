@@ -4,8 +4,6 @@ The command side of CQRS (gRPC CommandService) as its own process.
 
 from __future__ import annotations
 
-import sys
-import threading
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +13,8 @@ from stockalert.entrypoints.runtime import Plan
 from stockalert.entrypoints.settings import command_api_config
 
 ROLE = "command-api"
+CONTAINER = CommandApi
+settings = command_api_config  # ConfigError names a missing or bad variable
 
 
 def plan(config: Mapping[str, Any]) -> Plan:
@@ -22,17 +22,5 @@ def plan(config: Mapping[str, Any]) -> Plan:
     return Plan(ROLE, grpc=True)
 
 
-def settings(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The role's configuration; ConfigError names a missing or bad variable."""
-    return command_api_config(environ)
-
-
-def run(config: Mapping[str, Any], stop: threading.Event) -> None:
-    """Run the role until `stop` is set."""
-    runtime.serve(runtime.assemble(CommandApi, dict(config)), plan(config), stop)
-
-
 if __name__ == "__main__":
-    from stockalert.entrypoints.cli import main
-
-    sys.exit(main(["serve", ROLE, *sys.argv[1:]]))
+    runtime.main_for(ROLE)

@@ -47,7 +47,7 @@ class Role:
     """One servable role."""
 
     name: str
-    module: str  # stockalert.entrypoints.<module>: settings(environ), run(config, stop)
+    module: str  # stockalert.entrypoints.<module>: ROLE, CONTAINER, settings, plan
     summary: str
     variables: tuple[str, ...]
 

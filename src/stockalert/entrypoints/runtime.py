@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
-from collections.abc import Callable, Sequence
-from types import FrameType
+from collections.abc import Callable, Mapping, Sequence
+from types import FrameType, ModuleType
 from typing import Any
 
 import attrs
@@ -23,6 +24,7 @@ from stockalert.adapters.grpc.server import RunningServer
 from stockalert.adapters.sql.migrate import upgrade
 from stockalert.domain.commands import Command
 from stockalert.domain.messagebus import HandlerFailed, MessageBus
+from stockalert.entrypoints import cli
 
 log = logging.getLogger("stockalert.run")
 MAX_BACKOFF_S = 30.0
@@ -155,6 +157,16 @@ def assemble(container_type: Callable[[], Any], config: dict[str, Any]) -> Any:
     container.config.from_dict(config)
     container.check_dependencies()
     return container
+
+
+def run_role(role: ModuleType, config: Mapping[str, Any], stop: threading.Event) -> None:
+    """Run a role module (`entrypoints/<role>.py`: CONTAINER, plan) until `stop` is set."""
+    serve(assemble(role.CONTAINER, dict(config)), role.plan(config), stop)
+
+
+def main_for(role: str) -> None:
+    """`python -m stockalert.entrypoints.<role>`: the same as `stockalert serve <role>`."""
+    sys.exit(cli.main(["serve", role, *sys.argv[1:]]))
 
 
 def run_until_signalled(body: Callable[[threading.Event], None], level: int) -> None:

@@ -32,11 +32,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from stockalert.entrypoints.runtime import run_until_signalled
+    from stockalert.entrypoints.runtime import run_role, run_until_signalled
 
     role = importlib.import_module(ROLES[args.role].module)
     config = role.settings(os.environ)  # a bad variable exits 78 before anything starts
-    run_until_signalled(lambda stop: role.run(config, stop), log_level(args))
+    run_until_signalled(lambda stop: run_role(role, config, stop), log_level(args))
     return 0
 
 
