@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+T = TypeVar("T")
 
 
 def free_port() -> int:
@@ -81,6 +87,68 @@ def spawn(
         )
 
 
-def spawn_run(env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
-    """`stockalert run` as a child process in `cwd`, its log (stderr) written to `log`."""
-    return spawn(env, cwd, log, "run")
+def spawn_run(env: dict[str, str], cwd: Path, log: Path, *options: str) -> subprocess.Popen[bytes]:
+    """`stockalert run [OPTIONS]` as a child process in `cwd`, its log (stderr) in `log`."""
+    return spawn(env, cwd, log, "run", *options)
+
+
+def wait_for(
+    condition: Callable[[], T],
+    timeout: float,
+    what: str,
+    poll_s: float = 0.1,
+    logs: Sequence[Path] = (),
+) -> T:
+    """Poll `condition` until it returns something truthy, and return that; fail the test
+    after `timeout` seconds, saying `what` was awaited (and showing `logs`)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            shown = "".join(f"\n--- {log.name}\n{log.read_text()}" for log in logs)
+            pytest.fail(f"timed out after {timeout:g} s waiting for {what}{shown}")
+        time.sleep(poll_s)
+
+
+def log_events(log: Path, event: str) -> int:
+    """How many lines of a process's log (key=value lines) carry `event=EVENT`."""
+    if not log.is_file():
+        return 0
+    pattern = re.compile(rf"(?:^|\s)event={re.escape(event)}(?:\s|$)", re.MULTILINE)
+    return len(pattern.findall(log.read_text(errors="replace")))
+
+
+def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
+    """SIGTERM, then wait for the exit (killed after `timeout` s); returns the exit status."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        return process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        kill(process)
+        pytest.fail(f"process {process.pid} did not exit within {timeout:g} s of SIGTERM")
+
+
+def kill(process: subprocess.Popen[bytes]) -> None:
+    """SIGKILL the process (this one only, by its PID) unless it already ended; reap it."""
+    if process.poll() is None:
+        process.kill()
+    process.wait()
+
+
+class Runs:
+    """Starts `stockalert run -v` processes (DEBUG: a line per collection cycle, which tests
+    wait on); `kill_all` ends those still alive."""
+
+    def __init__(self) -> None:
+        self.started: list[subprocess.Popen[bytes]] = []
+
+    def start(self, env: dict[str, str], cwd: Path, log: Path) -> subprocess.Popen[bytes]:
+        process = spawn_run(env, cwd, log, "-v")
+        self.started.append(process)
+        return process
+
+    def kill_all(self) -> None:
+        for process in self.started:
+            kill(process)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,7 +30,15 @@ from stockalert.domain.model import (
     Side,
     Ticker,
 )
-from tests.processes import clean_environ, free_port, ok, run_cli, spawn, wait_until_serving
+from tests.processes import (
+    clean_environ,
+    free_port,
+    ok,
+    run_cli,
+    spawn,
+    wait_for,
+    wait_until_serving,
+)
 
 ALICE = "alice@example.com"
 PASSWORD = "password123"
@@ -43,13 +50,8 @@ DEADLINE_S = 30.0
 Cli = Callable[..., subprocess.CompletedProcess[str]]
 
 
-def wait_for(condition: Callable[[], bool], what: str, logs: Path) -> None:
-    deadline = time.monotonic() + DEADLINE_S
-    while not condition():
-        if time.monotonic() > deadline:
-            text = "\n".join(f"--- {p.name}\n{p.read_text()}" for p in sorted(logs.glob("*.log")))
-            pytest.fail(f"{what} within {DEADLINE_S} s\n{text}")
-        time.sleep(0.1)
+def wait(condition: Callable[[], object], what: str, logs: Path) -> None:
+    wait_for(condition, DEADLINE_S, what, logs=sorted(logs.glob("*.log")))
 
 
 @pytest.fixture
@@ -141,7 +143,7 @@ def test_each_role_is_its_own_process_and_they_work_together_through_the_databas
         answer = cli("--json", "latest", "AAPL")
         return answer.returncode == 0 and json.loads(answer.stdout)["value"] == PRICES[-1]
 
-    wait_for(
+    wait(
         latest_is_the_last_price, "the collector's quotes readable on the query API", system["logs"]
     )
     (listed,) = json.loads(ok(cli("--json", "subscriptions")))["subscriptions"]
@@ -152,13 +154,13 @@ def test_each_role_is_its_own_process_and_they_work_together_through_the_databas
     )
     outbox: Path = system["outbox"]
     eml = outbox / (notification_id.replace(":", "_") + ".eml")
-    wait_for(eml.exists, "the notifier's e-mail", system["logs"])
+    wait(eml.exists, "the notifier's e-mail", system["logs"])
 
     def notification_is_sent() -> bool:
         notes = json.loads(ok(cli("--json", "notifications"))).get("notifications", [])
         return [n["status"] for n in notes] == ["DELIVERY_STATUS_SENT"]
 
-    wait_for(notification_is_sent, "the notification SENT on the query API", system["logs"])
+    wait(notification_is_sent, "the notification SENT on the query API", system["logs"])
 
     processes: dict[str, subprocess.Popen[bytes]] = system["processes"]
     for process in processes.values():
