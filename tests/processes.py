@@ -120,6 +120,19 @@ def log_events(log: Path, event: str) -> int:
     return len(pattern.findall(log.read_text(errors="replace")))
 
 
+def more_events(log: Path, event: str, more: int = 2, timeout: float = 30) -> None:
+    """Wait until `log` has `more` lines of `event` beyond those it has now: with `event`
+    collection_cycle (or delivery_pass) and more=2, a whole cycle that began after this call
+    has run (a `stockalert run -v` log; those lines are DEBUG)."""
+    seen = log_events(log, event)
+    wait_for(
+        lambda: log_events(log, event) >= seen + more,
+        timeout,
+        f"{more} more event={event} lines in {log.name}",
+        logs=[log],
+    )
+
+
 def stop(process: subprocess.Popen[bytes], timeout: float = 15) -> int:
     """SIGTERM, then wait for the exit (killed after `timeout` s); returns the exit status."""
     process.send_signal(signal.SIGTERM)

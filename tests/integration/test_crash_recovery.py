@@ -37,6 +37,7 @@ from tests.processes import (
     free_port,
     kill,
     log_events,
+    more_events,
     ok,
     run_cli,
     stop,
@@ -93,12 +94,7 @@ def example_prices(ticker: str) -> list[float]:
 def one_more_cycle(log: Path, timeout: float = 30) -> None:
     """Wait until the run has logged a whole collection cycle that began after this call
     (its quotes stored and their alerts handled: the next cycle's line comes after that)."""
-    seen = log_events(log, "collection_cycle")
-    wait_for(
-        lambda: log_events(log, "collection_cycle") >= seen + 2,
-        timeout,
-        f"two more collection cycles in {log.name}",
-    )
+    more_events(log, "collection_cycle", 2, timeout)
 
 
 def emls(outbox: Path) -> list[str]:

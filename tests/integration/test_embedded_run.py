@@ -16,7 +16,15 @@ from typing import Any
 
 import pytest
 
-from tests.processes import clean_environ, free_port, ok, run_cli, spawn_run, wait_until_serving
+from tests.processes import (
+    clean_environ,
+    free_port,
+    more_events,
+    ok,
+    run_cli,
+    spawn_run,
+    wait_until_serving,
+)
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -60,7 +68,7 @@ def embedded(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "XDG_CONFIG_HOME": str(tmp_path / "server-config"),
     }
     log = tmp_path / "run.log"
-    server = spawn_run(env, tmp_path, log)
+    server = spawn_run(env, tmp_path, log, "-v")  # -v: a line per cycle, waited on below
     try:
         wait_until_serving(address, server, timeout=20)
         yield {"address": address, "server": server, "outbox": tmp_path / "outbox", "log": log}
@@ -109,7 +117,7 @@ def test_embedded_run_mails_each_crossing_once_and_stops_cleanly_on_sigterm(
             break
         assert time.monotonic() < deadline, "the replay was not consumed within 30 s"
         time.sleep(0.3)
-    time.sleep(1.0)  # a few more cycles: nothing may arrive after the replay ended
+    more_events(embedded["log"], "collection_cycle")  # a whole cycle after the replay ended
 
     notes = {
         who: json.loads(ok(cli("--json", "notifications"))).get("notifications", [])
@@ -140,7 +148,9 @@ def test_embedded_run_mails_each_crossing_once_and_stops_cleanly_on_sigterm(
         assert side in message["Subject"]
         assert message["Message-ID"]
         assert message["X-Stockalert-Notification-Id"] == note["notification_id"]
-        text = message.get_body(preferencelist=("plain",)).get_content()
+        plain = message.get_body(preferencelist=("plain",))
+        assert plain is not None
+        text = plain.get_content()
         assert f"{note['price']:.4f}" in text
         assert f"{note['threshold']:.4f}" in text
 

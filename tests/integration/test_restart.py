@@ -16,7 +16,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.processes import clean_environ, free_port, ok, run_cli, spawn_run, wait_until_serving
+from tests.processes import (
+    clean_environ,
+    free_port,
+    more_events,
+    ok,
+    run_cli,
+    spawn_run,
+    wait_until_serving,
+)
 
 EMAIL = "alice@example.com"
 PASSWORD = "password123"
@@ -51,7 +59,8 @@ def start_run(tmp_path: Path) -> Iterator[Callable[[Path, str], subprocess.Popen
             "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
             "XDG_CONFIG_HOME": str(tmp_path / "server-config"),
         }
-        server = spawn_run(env, tmp_path, tmp_path / f"run-{len(started) + 1}.log")
+        # -v: a line per collection cycle, which the test waits on
+        server = spawn_run(env, tmp_path, tmp_path / f"run-{len(started) + 1}.log", "-v")
         started.append(server)
         wait_until_serving(address, server, timeout=20)
         return server
@@ -114,7 +123,7 @@ def test_a_restart_on_the_same_database_keeps_users_quotes_and_alert_states(
     while not emls(outbox):
         assert time.monotonic() < deadline, "the crossing was not mailed"
         time.sleep(0.1)
-    time.sleep(0.6)  # a few more cycles: no second mail
+    more_events(tmp_path / "run-1.log", "collection_cycle")  # a whole cycle more: no second mail
     mailed = emls(outbox)
     assert len(mailed) == 1
     stop(first)
@@ -132,7 +141,7 @@ def test_a_restart_on_the_same_database_keeps_users_quotes_and_alert_states(
     assert average["samples"] == 3
 
     wait_for_latest(cli, SECOND_RUN[-1])
-    time.sleep(0.6)  # a few more cycles after the last new quote
+    more_events(tmp_path / "run-2.log", "collection_cycle")  # a whole cycle after the last quote
     assert emls(outbox) == mailed  # 191 -> 192 -> 193 is the same episode: no new mail
     notes = json.loads(ok(cli("--json", "notifications"))).get("notifications", [])
     assert [(n["ticker"], n["side"], n["price"], n["status"]) for n in notes] == [
