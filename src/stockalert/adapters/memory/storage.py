@@ -270,7 +270,9 @@ class MemoryNotificationLedger(_Repo):
         return len(fresh)
 
     def update(self, record: NotificationRecord) -> None:
-        self._journal().set(self._store.notifications, record.notification.notification_id, record)
+        key = record.notification.notification_id
+        if key in self._store.notifications:  # gone (its user deleted): nothing to update
+            self._journal().set(self._store.notifications, key, record)
 
     def delete(self, notification_id: str) -> None:
         self._journal().pop(self._store.notifications, notification_id)

@@ -51,14 +51,18 @@ class SqlUnitOfWork:
         self.requests = SqlRequestLedger(self._conn, now)
 
     def _conn(self) -> Connection:
+        """The connection, in a transaction: begun at the first statement after entering or
+        committing, so that a unit of work that commits and ends takes no further lock (on
+        SQLite a write transaction begins IMMEDIATE) and costs no further round trip."""
         if self._connection is None:
             raise RuntimeError("use the unit of work inside a `with` block")
+        if self._transaction is None or not self._transaction.is_active:
+            self._transaction = self._connection.begin()
         return self._connection
 
     def __enter__(self) -> Self:
         try:
             self._connection = self._engine.connect()
-            self._transaction = self._connection.begin()
         except DBAPIError as err:
             self._close()
             raise Unavailable("database unavailable; retry later") from err
@@ -86,17 +90,18 @@ class SqlUnitOfWork:
         self._transaction = None
 
     def commit(self) -> None:
-        if self._transaction is None:
+        if self._connection is None:
             raise RuntimeError("use the unit of work inside a `with` block")
-        try:
-            self._transaction.commit()
-        except DBAPIError as err:
-            if is_outage(err):
-                raise Unavailable("database unavailable; retry later") from err
-            raise
+        if self._transaction is not None and self._transaction.is_active:
+            try:
+                self._transaction.commit()
+            except DBAPIError as err:
+                if is_outage(err):
+                    raise Unavailable("database unavailable; retry later") from err
+                raise
+        self._transaction = None  # the next statement begins the next transaction
         self._committed.extend(self._pending)
         self._pending = []
-        self._transaction = self._conn().begin()
 
     def rollback(self) -> None:
         if self._transaction is not None and self._transaction.is_active:
@@ -122,7 +127,8 @@ class SqlUnitOfWork:
         return self._savepoint()
 
     def record(self, event: Event) -> None:
-        self._conn()
+        if self._connection is None:
+            raise RuntimeError("use the unit of work inside a `with` block")
         self._pending.append(event)
 
     def collect_events(self) -> Iterator[Event]:

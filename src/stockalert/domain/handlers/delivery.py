@@ -197,6 +197,5 @@ def _after_attempt(
 
 def _store(updated: NotificationRecord, uow: UnitOfWork) -> None:
     with uow:
-        if uow.notifications.get(updated.notification.notification_id) is not None:
-            uow.notifications.update(updated)  # not if the user was deleted meanwhile
+        uow.notifications.update(updated)  # changes nothing if the user was deleted meanwhile
         uow.commit()
