@@ -266,7 +266,6 @@ def notification_id_of(message_id: str) -> str:
     return ":".join(local.rsplit(".", 2))
 
 
-@pytest.mark.integration
 def test_sigkills_during_an_alert_storm_lose_no_email(
     tmp_path: Path, runs: Runs, storm_database: str
 ) -> None:
