@@ -3,6 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Byte-compiled modules go under .state/ (not next to the sources), and are written even where
+# the environment says not to: every pytest worker would otherwise compile everything again.
+export PYTHONPYCACHEPREFIX := $(CURDIR)/.state/pycache
+unexport PYTHONDONTWRITEBYTECODE
 
 .PHONY: install run protos test lint typecheck unit bench bench-collector bench-email clean
 

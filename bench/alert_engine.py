@@ -17,7 +17,7 @@ import itertools
 import random
 import resource
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Sized
 from datetime import UTC, datetime, timedelta
 
 from stockalert.domain.alerting import AlertEngine, ReferenceAlertEngine
@@ -82,7 +82,7 @@ def make_walk(
 def run(
     apply: Callable[[Quote], list[Notification]],
     walk: list[list[Quote]],
-    after_cycle: Callable[[], list[object]] = list,
+    after_cycle: Callable[[], Sized] = list,
 ) -> tuple[list[float], list[list[tuple[str, str, float]]], int]:
     """Seconds per cycle, per cycle the notifications in a canonical order, state changes."""
     seconds, outputs, changes = [], [], 0

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -36,9 +36,10 @@ def wait_until_serving(address: str, server: subprocess.Popen[bytes], timeout: f
     """Poll the gRPC health service until it reports SERVING (or the process dies)."""
     deadline = time.monotonic() + timeout
     with grpc.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        # Any: the stubs package declares no RPC methods on HealthStub
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
-            assert server.poll() is None, f"the server process exited early ({server.args})"
+            assert server.poll() is None, f"the server process exited early ({server.args!r})"
             try:
                 reply = stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
             except grpc.RpcError:

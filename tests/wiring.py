@@ -19,6 +19,8 @@ from stockalert.adapters.memory.fakes import (
 from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.containers import Embedded, in_memory_config
 
+_CHECKED: set[Any] = set()  # the container classes whose dependencies were checked
+
 
 def sql_config(url: str, read_url: str | None = None) -> dict[str, Any]:
     """The in-memory configuration with storage on the database at `url`."""
@@ -42,7 +44,9 @@ def build_container(
     """
     container = role()
     container.config.from_dict(config or in_memory_config())
-    container.check_dependencies()
+    if role not in _CHECKED:  # the same for every instance of a role: checked once
+        container.check_dependencies()
+        _CHECKED.add(role)
     container.core.clock.override(clock or ManualClock())
     container.core.ids.override(ids or SequentialIds("id"))
     if hasattr(container, "accounts"):

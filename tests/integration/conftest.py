@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import Engine, text
@@ -82,7 +83,7 @@ def sql_engine_for(backend: str, tmp_path: Path, request: pytest.FixtureRequest)
         upgrade(engine)
         request.addfinalizer(engine.dispose)
         return engine
-    engine = request.getfixturevalue("mariadb_engine")
+    engine = cast("Engine", request.getfixturevalue("mariadb_engine"))
     empty_tables(engine)
     return engine
 

@@ -23,6 +23,7 @@ from stockalert.domain.model import (
     SideStatus,
     Subscription,
     Ticker,
+    TickerStatus,
     User,
 )
 from stockalert.domain.ports import StoredReply
@@ -41,7 +42,7 @@ def sub(
     sid: str = "s1", user_id: str = "u1", ticker: Ticker = AAPL, **extra: float
 ) -> Subscription:
     n = int(user_id[1:])
-    return Subscription(sid, user_id, Email(f"user{n}@example.com"), ticker, **extra)  # type: ignore[arg-type]
+    return Subscription(sid, user_id, Email(f"user{n}@example.com"), ticker, **extra)
 
 
 def note(nid: str = "s1:HIGH:1", user_id: str = "u1", minute: int = 0) -> Notification:
@@ -249,8 +250,8 @@ def test_request_ledger_stores_replies_including_failures(uow_factory: UowFactor
     ok_key = RequestKey("SetSubscription", "u1", "r1")
     failed_key = RequestKey("RemoveSubscription", "u1", "r1")
     view = SubscriptionView(
-        "s1", "AAPL", 190.0, None, 1.0, None, 60.0, SideStatus.ARMED, None, "PENDING"
-    )  # type: ignore[arg-type]
+        "s1", "AAPL", 190.0, None, 1.0, None, 60.0, SideStatus.ARMED, None, TickerStatus.PENDING
+    )
     ok = StoredReply("fp1", None, "", None, view, T0)
     failed = StoredReply(
         "fp2", ErrorCode.NOT_FOUND, "you are not watching AAPL", "ticker", None, T0

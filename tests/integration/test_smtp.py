@@ -36,9 +36,9 @@ from stockalert.domain.model import (
     Ticker,
 )
 from stockalert.domain.ports import MailPermanentError, MailTemporaryError
-from stockalert.domain.queries import ListNotifications
 from stockalert.domain.views import UserRegistered
 from tests.smtp_server import SmtpServer
+from tests.unit.helpers import notifications
 from tests.wiring import build_container
 
 SENDER = "stockalert <alerts@stockalert.invalid>"
@@ -111,7 +111,7 @@ def cross(bus: MessageBus) -> None:
 
 def test_the_received_message_has_every_header_and_both_parts(
     server: SmtpServer, mailer: SmtpMailer
-):
+) -> None:
     """The server parses back From, To, Subject, Message-ID, Auto-Submitted, text and HTML."""
     sent = notification()
 
@@ -141,7 +141,9 @@ def test_the_received_message_has_every_header_and_both_parts(
 # ----- connection reuse ----------------------------------------------------------------------
 
 
-def test_a_hundred_messages_go_over_a_single_connection(server: SmtpServer, mailer: SmtpMailer):
+def test_a_hundred_messages_go_over_a_single_connection(
+    server: SmtpServer, mailer: SmtpMailer
+) -> None:
     """100 e-mails open exactly one SMTP connection."""
     for n in range(100):
         mailer.send(notification(n))
@@ -151,7 +153,7 @@ def test_a_hundred_messages_go_over_a_single_connection(server: SmtpServer, mail
     assert mailer.connections_opened == 1
 
 
-def test_close_sends_quit(server: SmtpServer, mailer: SmtpMailer):
+def test_close_sends_quit(server: SmtpServer, mailer: SmtpMailer) -> None:
     """close() ends the session with QUIT."""
     mailer.send(notification())
 
@@ -167,7 +169,7 @@ def test_close_sends_quit(server: SmtpServer, mailer: SmtpMailer):
 
 def test_a_421_then_a_451_then_ok_delivers_the_message_once(
     server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
-):
+) -> None:
     """Two temporary answers are retried with backoff; the message arrives exactly once."""
     server.handler.answer_next("DATA", "421 4.3.0 try later", "451 4.3.0 local error")
 
@@ -181,7 +183,7 @@ def test_a_421_then_a_451_then_ok_delivers_the_message_once(
 
 def test_temporary_answers_on_every_attempt_raise_mail_temporary_error(
     server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
-):
+) -> None:
     """Three 451s exhaust the attempts: MailTemporaryError, nothing delivered."""
     server.handler.answer_next("DATA", *["451 4.3.0 local error"] * 3)
 
@@ -194,7 +196,7 @@ def test_temporary_answers_on_every_attempt_raise_mail_temporary_error(
 
 def test_a_550_recipient_raises_mail_permanent_error_without_retry(
     server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
-):
+) -> None:
     """A 550 to RCPT is permanent: MailPermanentError at once."""
     server.handler.answer_next("RCPT", "550 5.1.1 no such mailbox")
 
@@ -210,21 +212,22 @@ def test_a_550_recipient_raises_mail_permanent_error_without_retry(
 
 def test_a_550_through_the_bus_is_failed_with_its_reason_and_never_resent(
     server: SmtpServer, bus: MessageBus
-):
+) -> None:
     """The ledger records FAILED with the 550 reason; RetryPendingNotifications skips it."""
     user_id = register(bus, "alice@example.com")
     server.handler.answer_next("RCPT", "550 5.1.1 no such mailbox")
 
     cross(bus)
 
-    (failed,) = bus.ask(ListNotifications(user_id))
+    (failed,) = notifications(bus, user_id)
     assert failed.status is DeliveryStatus.FAILED
     assert failed.attempts == 1
+    assert failed.last_error is not None
     assert "550" in failed.last_error
     assert "no such mailbox" in failed.last_error
     assert bus.handle(RetryPendingNotifications()) == 0
     assert server.messages == []
-    assert bus.ask(ListNotifications(user_id)) == [failed]
+    assert notifications(bus, user_id) == [failed]
 
 
 # ----- server down, then up again ------------------------------------------------------------
@@ -232,7 +235,7 @@ def test_a_550_through_the_bus_is_failed_with_its_reason_and_never_resent(
 
 def test_notifications_stay_pending_while_the_server_is_down_and_go_out_once_it_is_back(
     server: SmtpServer, bus: MessageBus, mailer: SmtpMailer, sleeps: list[float], clock: ManualClock
-):
+) -> None:
     """Down: every alert PENDING, and only the first one waited through the quick retries
     (the mailer pauses); back up: once the backoff has passed, each is sent exactly once."""
     users = [register(bus, f"user{n}@example.com") for n in range(5)]
@@ -240,14 +243,14 @@ def test_notifications_stay_pending_while_the_server_is_down_and_go_out_once_it_
 
     cross(bus)
 
-    records = [record for user in users for record in bus.ask(ListNotifications(user))]
+    records = [record for user in users for record in notifications(bus, user)]
     assert len(records) == 5
     assert {r.status for r in records} == {DeliveryStatus.PENDING}
     assert all(r.last_error for r in records)
     # One real attempt; the mailer then paused, and the four it did not try count none.
     assert sorted(r.attempts for r in records) == [0, 0, 0, 0, 1]
-    assert sum("not attempted" in r.last_error for r in records) == 4
-    assert all(r.next_attempt_at > clock.now() for r in records)
+    assert sum("not attempted" in (r.last_error or "") for r in records) == 4
+    assert all(r.next_attempt_at and r.next_attempt_at > clock.now() for r in records)
     assert sleeps == [0.01, 0.02]  # 3 attempts, 2 backoffs, for the first alert only
     assert server.messages == []
 
@@ -260,7 +263,7 @@ def test_notifications_stay_pending_while_the_server_is_down_and_go_out_once_it_
     expected = {message_id(r.notification) for r in records}
     assert set(by_id) == expected
     assert set(by_id.values()) == {1}
-    sent = [record for user in users for record in bus.ask(ListNotifications(user))]
+    sent = [record for user in users for record in notifications(bus, user)]
     assert {r.status for r in sent} == {DeliveryStatus.SENT}
     assert sorted(r.attempts for r in sent) == [1, 1, 1, 1, 2]
     clock.advance(3600)
@@ -271,7 +274,7 @@ def test_notifications_stay_pending_while_the_server_is_down_and_go_out_once_it_
 
 def test_while_paused_the_mailer_fails_fast_then_tries_once_and_recovers(
     server: SmtpServer, mailer: SmtpMailer, sleeps: list[float], clock: ManualClock
-):
+) -> None:
     """Unreachable: one round of retries, then MailTemporaryError at once for `pause_s`;
     after it one trial goes to the server, and when it is back mail flows again."""
     server.stop()
@@ -301,7 +304,7 @@ def test_while_paused_the_mailer_fails_fast_then_tries_once_and_recovers(
 
 def test_a_deferred_recipient_does_not_pause_the_mailer(
     server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
-):
+) -> None:
     """A 451 for one recipient is that message's problem; the next one goes out at once."""
     server.handler.answer_next("RCPT", *["451 4.2.0 greylisted"] * 3)
     with pytest.raises(MailTemporaryError, match="451"):
@@ -316,7 +319,7 @@ def test_a_deferred_recipient_does_not_pause_the_mailer(
 
 def test_send_many_builds_in_a_worker_and_sends_in_order_over_one_connection(
     server: SmtpServer, mailer: SmtpMailer
-):
+) -> None:
     """60 e-mails, built by the worker process, arrive in order over one connection; an
     unbuildable one in the middle is a permanent failure and the rest still go out."""
     batch = [notification(n) for n in range(60)]
@@ -335,7 +338,7 @@ def test_send_many_builds_in_a_worker_and_sends_in_order_over_one_connection(
 
 def test_send_many_stops_sending_where_the_caller_stops_reading(
     server: SmtpServer, mailer: SmtpMailer
-):
+) -> None:
     """Each outcome is known before the next message goes out: a caller that stops after
     three (say, its database failed) has sent exactly three."""
     sending = mailer.send_many([notification(n) for n in range(40)])
@@ -347,7 +350,9 @@ def test_send_many_stops_sending_where_the_caller_stops_reading(
     assert len(server.messages) == 4
 
 
-def test_send_many_survives_the_loss_of_its_build_worker(server: SmtpServer, mailer: SmtpMailer):
+def test_send_many_survives_the_loss_of_its_build_worker(
+    server: SmtpServer, mailer: SmtpMailer
+) -> None:
     """Killed build worker: the batch is built inline instead; nothing is lost or doubled."""
     assert all(o is None for o in mailer.send_many([notification(n) for n in range(10)]))
     pool = mailer._pool
@@ -365,7 +370,7 @@ def test_send_many_survives_the_loss_of_its_build_worker(server: SmtpServer, mai
 
 def test_a_server_restart_between_messages_is_survived_by_reconnecting(
     server: SmtpServer, mailer: SmtpMailer, sleeps: list[float]
-):
+) -> None:
     """A connection dropped by a restart (or an idle timeout) is re-opened at once, without
     waiting; the message is delivered once."""
     mailer.send(notification(1))
@@ -384,14 +389,14 @@ def test_a_server_restart_between_messages_is_survived_by_reconnecting(
 
 
 @pytest.mark.parametrize("raw", ["a@b.co\r\nBcc: x@y.io", "a@b.co\nBcc: x@y.io"])
-def test_an_email_with_a_line_break_cannot_be_parsed(raw: str):
+def test_an_email_with_a_line_break_cannot_be_parsed(raw: str) -> None:
     """Email.parse refuses CR/LF: an injected Bcc never reaches a notification."""
     with pytest.raises(InvalidArgument):
         Email.parse(raw)
 
 
 @pytest.mark.parametrize("raw", ["AAPL\r\nBcc: x@y.io", "AAPL\nBcc: x@y.io"])
-def test_a_ticker_with_a_line_break_cannot_be_parsed(raw: str):
+def test_a_ticker_with_a_line_break_cannot_be_parsed(raw: str) -> None:
     """Ticker.parse refuses CR/LF."""
     with pytest.raises(InvalidArgument):
         Ticker.parse(raw)
@@ -400,13 +405,13 @@ def test_a_ticker_with_a_line_break_cannot_be_parsed(raw: str):
 @pytest.mark.parametrize(
     "sender", ["a@b.co\r\nBcc: evil@x.io", "a@b.co\nBcc: evil@x.io", "a@b.co\rX: y"]
 )
-def test_a_sender_with_a_line_break_is_refused_by_the_settings(sender: str):
+def test_a_sender_with_a_line_break_is_refused_by_the_settings(sender: str) -> None:
     """SmtpSettings raises ValueError for a sender containing CR or LF."""
     with pytest.raises(ValueError, match="line breaks"):
         SmtpSettings("127.0.0.1", 25, sender=sender, security="none")
 
 
-def test_build_message_refuses_a_sender_with_a_line_break():
+def test_build_message_refuses_a_sender_with_a_line_break() -> None:
     """build_message itself refuses a From with CR/LF (strict policy)."""
     with pytest.raises(ValueError, match="linefeed or carriage return"):
         build_message(notification(), "a@b.co\r\nBcc: evil@x.io")
@@ -414,7 +419,7 @@ def test_build_message_refuses_a_sender_with_a_line_break():
 
 def test_a_crafted_recipient_with_a_line_break_is_refused_and_nothing_is_delivered(
     server: SmtpServer, mailer: SmtpMailer
-):
+) -> None:
     """An Email built around parse with CR/LF: a permanent failure (FAILED), no recipient."""
     crafted = notification(email=Email("a@b.co\r\nBcc: evil@x.io"))
 
@@ -431,7 +436,7 @@ def test_a_crafted_recipient_with_a_line_break_is_refused_and_nothing_is_deliver
     assert received.message["Bcc"] is None
 
 
-def test_the_build_worker_ends_when_its_parent_is_killed(tmp_path: Path):
+def test_the_build_worker_ends_when_its_parent_is_killed(tmp_path: Path) -> None:
     """SIGKILL cannot shut the pool down: the worker notices its parent is gone and exits
     instead of living on as an orphan."""
     script = (

@@ -152,7 +152,7 @@ def test_starttls_with_a_login_sends_twenty_messages_over_one_encrypted_connecti
     make_mailer: MakeMailer,
     client_tls: ssl.SSLContext,
     sleeps: list[float],
-):
+) -> None:
     """20 e-mails over STARTTLS: all arrive in order, encrypted, over one connection with
     one login (not one per message); close() ends the session with QUIT."""
     mailer = make_mailer(starttls_server, security="starttls", tls_context=client_tls)
@@ -176,7 +176,7 @@ def test_implicit_tls_with_a_login_sends_over_one_encrypted_connection(
     make_mailer: MakeMailer,
     client_tls: ssl.SSLContext,
     sleeps: list[float],
-):
+) -> None:
     """security="tls": TLS from the first byte; one connection, one login, all delivered."""
     mailer = make_mailer(implicit_tls_server, security="tls", tls_context=client_tls)
 
@@ -200,7 +200,7 @@ def test_a_restart_of_the_tls_server_is_survived_by_reconnecting_and_logging_in_
     client_tls: ssl.SSLContext,
     sleeps: list[float],
     security: str,
-):
+) -> None:
     """The server restarts on its port with the same TLS and login: the mailer re-opens
     the dropped connection at once (no backoff), logs in again and delivers over TLS."""
     server = start_server(
@@ -229,7 +229,7 @@ def test_a_wrong_password_is_a_temporary_failure_and_a_corrected_one_delivers(
     client_tls: ssl.SSLContext,
     sleeps: list[float],
     clock: ManualClock,
-):
+) -> None:
     """535 on login: MailTemporaryError at once (the alert stays PENDING) — no quick retries,
     which cannot help and could lock the account — and the mailer pauses; nothing delivered.
     With the password fixed, mail goes out."""
@@ -280,7 +280,7 @@ def test_an_unverified_server_certificate_fails_before_any_login(
     sleeps: list[float],
     security: str,
     case: str,
-):
+) -> None:
     """A certificate from a CA the mailer does not trust, or for another host name, fails
     the TLS handshake: MailTemporaryError at once (a configuration problem, not retried),
     no AUTH ever reached the server, nothing sent."""
@@ -314,7 +314,7 @@ def test_security_none_with_a_user_never_sends_the_password_to_a_starttls_only_s
     starttls_server: SmtpServer,
     make_mailer: MakeMailer,
     sleeps: list[float],
-):
+) -> None:
     """Before STARTTLS the server does not offer AUTH, so smtplib refuses to log in: a
     temporary failure at once (then paused); no AUTH, nothing delivered."""
     mailer = make_mailer(starttls_server, security="none", tls_context=None)
@@ -336,7 +336,7 @@ def test_security_none_without_a_user_waits_for_the_configuration_to_be_fixed(
     starttls_server: SmtpServer,
     make_mailer: MakeMailer,
     sleeps: list[float],
-):
+) -> None:
     """The server answers MAIL FROM with 530 (STARTTLS first): the mailer's configuration is
     wrong, not the message, so it is a temporary failure (PENDING, not FAILED) and the mailer
     pauses instead of failing every alert permanently."""
@@ -355,7 +355,7 @@ def test_security_none_without_a_user_waits_for_the_configuration_to_be_fixed(
     assert sleeps == []
 
 
-def test_a_login_without_tls_to_another_host_is_refused_by_the_settings():
+def test_a_login_without_tls_to_another_host_is_refused_by_the_settings() -> None:
     """The password would cross the network in clear: refused before anything connects."""
     with pytest.raises(ValueError, match="a login needs TLS"):
         SmtpSettings("mail.example.com", 25, user=USER, password=PASSWORD, security="none")

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Table, func, select
 
 from stockalert.adapters.memory.fakes import ManualClock
 from stockalert.adapters.sql import tables
@@ -45,7 +45,7 @@ def container(engine: Engine) -> Iterator[Any]:
     container.shutdown_resources()
 
 
-def count(engine: Engine, table: tables.Table, **where: str) -> int:
+def count(engine: Engine, table: Table, **where: str) -> int:
     query = select(func.count()).select_from(table)
     for column, value in where.items():
         query = query.where(table.c[column] == value)
@@ -68,7 +68,7 @@ def test_alert_flow_and_account_deletion_leave_the_right_rows(
     for minute, price in enumerate((189.0, 190.5, 191.0)):
         quote = Quote(Ticker("AAPL"), price, clock.now() + timedelta(minutes=minute))
         bus.handle(RecordQuotes((quote,)))
-    (record,) = bus.ask(ListNotifications(reply.user_id))  # type: ignore[misc]
+    (record,) = bus.ask(ListNotifications(reply.user_id))
     assert record.status is DeliveryStatus.SENT
     assert len(container.delivery.mailer().sent) == 1
 

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import Iterator
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
-from stockalert.adapters.memory.storage import MemoryStore
-from stockalert.domain.messagebus import MessageBus
-from tests.wiring import build_container
+if TYPE_CHECKING:
+    from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
+    from stockalert.adapters.memory.storage import MemoryStore
+    from stockalert.domain.messagebus import MessageBus
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """What importing and collecting created lives until the end: keep the garbage collector
+    from scanning it again in every full collection while the tests run."""
+    gc.collect()
+    gc.freeze()
 
 
 @pytest.fixture
 def container() -> Iterator[Any]:
     """The embedded container with a manual clock, readable ids and a fast hasher."""
+    # Imported here: pytest-xdist's controller loads this file too, and runs no test.
+    from tests.wiring import build_container
+
     container = build_container()
     yield container
     container.reset_override()

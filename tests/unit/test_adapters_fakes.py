@@ -17,10 +17,26 @@ from stockalert.adapters.memory.fakes import (
 from stockalert.adapters.passwords import Argon2Hasher
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.domain.events import UserDeleted
-from stockalert.domain.model import Quote, Ticker
+from stockalert.domain.model import Email, Notification, NotificationKind, Quote, Side, Ticker
 from stockalert.domain.ports import MailTemporaryError, UnknownTicker
 
 T0 = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
+
+
+def notification(notification_id: str) -> Notification:
+    return Notification(
+        notification_id=notification_id,
+        subscription_id="s1",
+        user_id="u1",
+        email=Email("ann@example.com"),
+        ticker=Ticker("AAPL"),
+        side=Side.HIGH,
+        kind=NotificationKind.CROSSING,
+        price=101.0,
+        threshold=100.0,
+        quoted_at=T0,
+        episode=1,
+    )
 
 
 def test_static_price_source_answers_every_ticker_asked() -> None:
@@ -36,7 +52,7 @@ def test_static_price_source_answers_every_ticker_asked() -> None:
 def test_quote_refuses_a_naive_timestamp() -> None:
     """A quote time without a zone would be read in local time; it is rejected."""
     with pytest.raises(ValueError, match="timezone-aware"):
-        Quote(Ticker("AAPL"), 1.0, datetime(2026, 1, 5, 14, 30))  # noqa: DTZ001
+        Quote(Ticker("AAPL"), 1.0, datetime(2026, 1, 5, 14, 30))  # noqa: DTZ001 - naive on purpose
 
 
 def test_event_log_keeps_published_events_in_order() -> None:
@@ -50,11 +66,12 @@ def test_event_log_keeps_published_events_in_order() -> None:
 def test_memory_mailer_fails_as_told_then_delivers() -> None:
     """fail_next() makes the next sends raise, in order; then sends succeed again."""
     mailer = MemoryMailer()
+    first, second = notification("s1:HIGH:1"), notification("s1:HIGH:2")
     mailer.fail_next(MailTemporaryError("421"))
     with pytest.raises(MailTemporaryError):
-        mailer.send(object())  # type: ignore[arg-type]
-    mailer.send("n1")  # type: ignore[arg-type]
-    assert mailer.sent == ["n1"]
+        mailer.send(first)
+    mailer.send(second)
+    assert mailer.sent == [second]
 
 
 def test_manual_clock_moves_only_when_advanced() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import Protocol, cast
 
 import pytest
 
@@ -36,11 +36,11 @@ class Engine(Protocol):
 
 @pytest.fixture(params=[AlertEngine, ReferenceAlertEngine], ids=["incremental", "reference"])
 def engine(request: pytest.FixtureRequest) -> Engine:
-    return request.param()  # type: ignore[no-any-return]
+    return cast("Engine", request.param())
 
 
-def sub(sid: str = "s1", ticker: Ticker = AAPL, **options: float | None) -> Subscription:
-    return Subscription(sid, "u1", Email("ann@example.com"), ticker, **options)  # type: ignore[arg-type]
+def sub(sid: str = "s1", ticker: Ticker = AAPL, **options: float) -> Subscription:
+    return Subscription(sid, "u1", Email("ann@example.com"), ticker, **options)
 
 
 class Feed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from typing import Literal
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -25,29 +26,46 @@ SUB_IDS = [f"s{i}" for i in range(8)]
 
 prices = st.floats(min_value=50.0, max_value=150.0, allow_nan=False).map(lambda p: round(p, 2))
 
+# The strategies a subscription is drawn from, built once (not on every draw: hypothesis
+# validates and labels each new strategy, which made up most of these tests' time).
+thresholds = st.none() | prices
+sub_ids = st.sampled_from(SUB_IDS)
+tickers = st.sampled_from(TICKERS)
+rearm_percents = st.sampled_from([0.0, 1.0, 5.0])
+cooldowns = st.sampled_from([None, 60.0, 300.0])
+reminders = st.sampled_from([None, 120.0, 600.0])
+
 
 @st.composite
 def subscriptions(draw: st.DrawFn, sid: str | None = None) -> Subscription:
-    high = draw(st.none() | prices)
-    low = draw(st.none() | prices)
+    high = draw(thresholds)
+    low = draw(thresholds)
     if high is not None and low is not None and high <= low:
         high, low = (low + 1.0, high) if high < low else (high + 1.0, low)
     return Subscription(
-        subscription_id=sid or draw(st.sampled_from(SUB_IDS)),
+        subscription_id=sid or draw(sub_ids),
         user_id="u1",
         email=Email("ann@example.com"),
-        ticker=draw(st.sampled_from(TICKERS)),
+        ticker=draw(tickers),
         high_value=high,
         low_value=low,
-        rearm_percent=draw(st.sampled_from([0.0, 1.0, 5.0])),
-        cooldown_s=draw(st.sampled_from([None, 60.0, 300.0])),
-        remind_every_s=draw(st.sampled_from([None, 120.0, 600.0])),
+        rearm_percent=draw(rearm_percents),
+        cooldown_s=draw(cooldowns),
+        remind_every_s=draw(reminders),
     )
 
+
+# A subscription with the id s0 ... s7, each strategy built once.
+SUBSCRIPTION_WITH_ID = [subscriptions(sid=sid) for sid in SUB_IDS]
 
 # An operation: ("quote", ticker index, price, seconds after the previous quote of any ticker
 # - 0 and negative ones produce duplicates and out-of-order quotes), ("upsert", sub),
 # or ("remove", subscription id).
+Operation = (
+    tuple[Literal["quote"], int, float, int]
+    | tuple[Literal["upsert"], Subscription]
+    | tuple[Literal["remove"], str]
+)
 operations = st.lists(
     st.one_of(
         st.tuples(
@@ -67,7 +85,7 @@ operations = st.lists(
 @settings(max_examples=500, deadline=None)
 @given(initial=st.lists(subscriptions(), max_size=8), ops=operations)
 def test_incremental_engine_emits_exactly_what_the_reference_emits(
-    initial: list[Subscription], ops: list[tuple[object, ...]]
+    initial: list[Subscription], ops: list[Operation]
 ) -> None:
     """Random subscriptions, changes and price walks: same notifications, same states."""
     fast, slow = AlertEngine(), ReferenceAlertEngine()
@@ -76,19 +94,19 @@ def test_incremental_engine_emits_exactly_what_the_reference_emits(
         slow.upsert(sub)
     at = T0
     for op in ops:
-        if op[0] == "quote":
-            _, index, price, step = op
-            at += timedelta(seconds=step)  # type: ignore[arg-type]
-            quote = Quote(TICKERS[index], price, at)  # type: ignore[call-overload]
-            got = sorted((n.notification_id, n.kind, n.price) for n in fast.apply(quote))
-            want = sorted((n.notification_id, n.kind, n.price) for n in slow.apply(quote))
-            assert got == want
-        elif op[0] == "upsert":
-            fast.upsert(op[1])  # type: ignore[arg-type]
-            slow.upsert(op[1])  # type: ignore[arg-type]
-        else:
-            fast.remove(op[1])  # type: ignore[arg-type]
-            slow.remove(op[1])  # type: ignore[arg-type]
+        match op:
+            case ("quote", index, price, step):
+                at += timedelta(seconds=step)
+                quote = Quote(TICKERS[index], price, at)
+                got = sorted((n.notification_id, n.kind, n.price) for n in fast.apply(quote))
+                want = sorted((n.notification_id, n.kind, n.price) for n in slow.apply(quote))
+                assert got == want
+            case ("upsert", sub):
+                fast.upsert(sub)
+                slow.upsert(sub)
+            case ("remove", sid):
+                fast.remove(sid)
+                slow.remove(sid)
     for sid in SUB_IDS:
         for side in Side:
             assert fast.state_of(sid, side) == slow.state_of(sid, side)
@@ -98,7 +116,7 @@ def test_incremental_engine_emits_exactly_what_the_reference_emits(
 @settings(max_examples=200, deadline=None)
 @given(
     subs=st.lists(st.integers(0, 7), min_size=1, max_size=8, unique=True).flatmap(
-        lambda ids: st.tuples(*(subscriptions(sid=f"s{i}") for i in ids))
+        lambda ids: st.tuples(*(SUBSCRIPTION_WITH_ID[i] for i in ids))
     ),
     walk=st.lists(
         st.tuples(st.integers(0, 1), prices, st.sampled_from([30, 60, 300])), max_size=80

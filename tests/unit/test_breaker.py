@@ -61,6 +61,12 @@ def guarded(clock: FakeClock, source: ScriptedSource) -> BreakerPriceSource:
     return BreakerPriceSource(source, breaker)
 
 
+def state_of(guarded: BreakerPriceSource) -> BreakerState:
+    """The breaker's state now (read through a call: the type checker would otherwise keep
+    the state an earlier assertion narrowed `guarded.breaker.state` to)."""
+    return guarded.breaker.state
+
+
 def test_breaker_opens_after_the_failure_threshold(
     guarded: BreakerPriceSource, source: ScriptedSource
 ) -> None:
@@ -68,9 +74,9 @@ def test_breaker_opens_after_the_failure_threshold(
     source.script = ["down", "raise", "down"]
     guarded.fetch([AAPL])
     guarded.fetch([AAPL])
-    assert guarded.breaker.state is BreakerState.CLOSED
+    assert state_of(guarded) is BreakerState.CLOSED
     assert guarded.fetch([AAPL]) == {AAPL: FetchFailed(AAPL, "HTTP 503")}
-    assert guarded.breaker.state is BreakerState.OPEN
+    assert state_of(guarded) is BreakerState.OPEN
 
 
 def test_a_success_resets_the_failure_count(
@@ -80,7 +86,7 @@ def test_a_success_resets_the_failure_count(
     source.script = ["down", "down", "ok", "down", "down"]
     for _ in range(5):
         guarded.fetch([AAPL])
-    assert guarded.breaker.state is BreakerState.CLOSED
+    assert state_of(guarded) is BreakerState.CLOSED
 
 
 def test_an_open_breaker_rejects_fast_without_calling_the_source(
@@ -108,11 +114,11 @@ def test_half_open_admits_one_trial_and_closes_on_success(
     for _ in range(3):
         guarded.fetch([AAPL])
     clock.now += 60.0
-    assert guarded.breaker.state is BreakerState.HALF_OPEN
+    assert state_of(guarded) is BreakerState.HALF_OPEN
     assert guarded.breaker.try_acquire()  # the one trial ...
     assert not guarded.breaker.try_acquire()  # ... and nobody else meanwhile
     guarded.breaker.record(success=True, duration_s=0.1)
-    assert guarded.breaker.state is BreakerState.CLOSED
+    assert state_of(guarded) is BreakerState.CLOSED
     assert isinstance(guarded.fetch([AAPL])[AAPL], Quote)
 
 
@@ -125,11 +131,11 @@ def test_a_failed_trial_reopens_the_breaker(
         guarded.fetch([AAPL])
     clock.now += 60.0
     guarded.fetch([AAPL])  # the trial fails
-    assert guarded.breaker.state is BreakerState.OPEN
+    assert state_of(guarded) is BreakerState.OPEN
     clock.now += 30.0
-    assert guarded.breaker.state is BreakerState.OPEN
+    assert state_of(guarded) is BreakerState.OPEN
     clock.now += 30.0
-    assert guarded.breaker.state is BreakerState.HALF_OPEN
+    assert state_of(guarded) is BreakerState.HALF_OPEN
 
 
 def test_a_slow_source_counts_as_a_failure(
@@ -139,7 +145,7 @@ def test_a_slow_source_counts_as_a_failure(
     source.script = ["slow"] * 3
     results = [guarded.fetch([AAPL]) for _ in range(3)]
     assert all(isinstance(r[AAPL], Quote) for r in results)  # the answers are still used
-    assert guarded.breaker.state is BreakerState.OPEN
+    assert state_of(guarded) is BreakerState.OPEN
 
 
 def test_unknown_tickers_never_trip_the_breaker(
@@ -149,7 +155,7 @@ def test_unknown_tickers_never_trip_the_breaker(
     source.script = ["unknown"] * 10
     for _ in range(10):
         assert guarded.fetch([NOPE]) == {NOPE: UnknownTicker(NOPE)}
-    assert guarded.breaker.state is BreakerState.CLOSED
+    assert state_of(guarded) is BreakerState.CLOSED
 
 
 def test_every_requested_ticker_gets_an_answer(clock: FakeClock) -> None:

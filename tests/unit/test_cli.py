@@ -25,6 +25,7 @@ from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import Quote, Ticker
 from stockalert.domain.ports import MailTemporaryError
 from stockalert.entrypoints import cli
+from stockalert.entrypoints.cli import client_commands
 from tests.processes import free_port
 
 EMAIL = "alice@example.com"
@@ -543,10 +544,14 @@ def test_unreachable_server_exits_1_with_a_message(
 ) -> None:
     """After its retries the CLI gives up with UNAVAILABLE on stderr and exit 1."""
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    backoffs: list[float] = []  # the real retries, without waiting them out
+    monkeypatch.setattr(client_commands, "retry_sleep", backoffs.append)
     port = free_port()
     args = ["--addr", f"127.0.0.1:{port}", "--timeout", "0.5", "login", EMAIL, "--password-stdin"]
     assert cli.main(args) == 1
     assert "stockalert login: UNAVAILABLE" in capsys.readouterr().err
+    assert len(backoffs) == 4  # 5 attempts, growing waits between them (x jitter 0.5..1.5)
+    assert all(0.5 * 0.2 * 2**n <= wait < 1.5 * 0.2 * 2**n for n, wait in enumerate(backoffs))
 
 
 # ----- retries ---------------------------------------------------------------------------
@@ -583,7 +588,7 @@ def flaky_server() -> Iterator[Callable[[FlakyCommands], str]]:
 
     def serve(servicer: FlakyCommands) -> str:
         server = grpc.server(ThreadPoolExecutor(max_workers=2))
-        pb_grpc.add_CommandServiceServicer_to_server(servicer, server)  # type: ignore[no-untyped-call]
+        pb_grpc.add_CommandServiceServicer_to_server(servicer, server)
         port = server.add_insecure_port("127.0.0.1:0")
         server.start()
         servers.append(server)
@@ -644,8 +649,11 @@ def test_cli_register_survives_one_unavailable_answer(
     servicer = FlakyCommands(grpc.StatusCode.UNAVAILABLE)
     address = flaky_server(servicer)
     monkeypatch.setattr("sys.stdin", io.StringIO(PASSWORD + "\n"))
+    backoffs: list[float] = []  # the real retry, without waiting it out
+    monkeypatch.setattr(client_commands, "retry_sleep", backoffs.append)
     assert cli.main(["--addr", address, "register", EMAIL, "--password-stdin"]) == 0
     assert "user-after-2-calls" in capsys.readouterr().out
+    assert len(backoffs) == 1
     assert len(servicer.request_ids) == 2
     assert len(set(servicer.request_ids)) == 1
     assert json.loads(token_file(config_home).read_text())["token"] == "flaky-token"

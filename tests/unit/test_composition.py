@@ -65,9 +65,7 @@ def test_every_role_container_is_complete_from_its_own_settings(role: str, tmp_p
     and the bus (the handler sets of the role) is built without any other role's option."""
     role_type, role_settings = ROLE_WIRING[role]
     env = embedded_env(tmp_path, STOCKALERT_AUTH_SECRET=SECRET, STOCKALERT_DB_URL="memory://")
-    container = role_type()
-    container.config.from_dict(role_settings(env))
-    container.check_dependencies()
+    container = build_container(role_type, role_settings(env))  # checks its dependencies
     assert isinstance(container.bus(), MessageBus)
 
 
@@ -100,15 +98,13 @@ def test_a_role_builds_only_its_own_parts(tmp_path: Path) -> None:
     collector has no accounts, no mailer and no alert engine."""
     url = f"sqlite:///{tmp_path / 'db.sqlite'}"
     env = embedded_env(tmp_path, STOCKALERT_AUTH_SECRET=SECRET, STOCKALERT_DB_URL=url)
-    query_api = containers.QueryApi()
-    query_api.config.from_dict(settings.query_api_config(env))
+    query_api = build_container(containers.QueryApi, settings.query_api_config(env))
     query_api.bus()
     assert query_api.core.read_db_engine.initialized
     assert not query_api.core.db_engine.initialized
     assert not hasattr(query_api, "accounts")
     query_api.shutdown_resources()
-    collector = containers.Collector()
-    assert not {"accounts", "delivery", "alerting"} & set(vars(type(collector)))
+    assert not {"accounts", "delivery", "alerting"} & set(vars(containers.Collector))
 
 
 def test_the_query_api_process_loads_neither_yfinance_nor_smtp() -> None:
@@ -117,12 +113,18 @@ def test_the_query_api_process_loads_neither_yfinance_nor_smtp() -> None:
     code = (
         "import sys\n"
         "from stockalert.entrypoints import query_api\n"
-        "from stockalert.containers import QueryApi, in_memory_config\n"
-        "c = QueryApi(); c.config.from_dict(in_memory_config()); c.bus()\n"
+        "from stockalert.containers import QueryApi\n"
+        "from tests.wiring import build_container\n"
+        "build_container(QueryApi).bus()\n"
         "print(sorted(m for m in ('yfinance', 'pandas', 'smtplib') if m in sys.modules))\n"
     )
     out = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=30
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=30,
+        cwd=Path(__file__).parents[2],  # where `tests` is importable
     ).stdout
     assert out.strip() == "[]"
 

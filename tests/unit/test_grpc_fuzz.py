@@ -106,8 +106,8 @@ def world() -> Iterator[World]:
         container,
         container.core.store(),
         clock,
-        pb_grpc.CommandServiceStub(channel),  # type: ignore[no-untyped-call]
-        pb_grpc.QueryServiceStub(channel),  # type: ignore[no-untyped-call]
+        pb_grpc.CommandServiceStub(channel),
+        pb_grpc.QueryServiceStub(channel),
     )
     channel.close()
     stop(running, grace=0)

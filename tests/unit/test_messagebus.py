@@ -4,24 +4,24 @@ from __future__ import annotations
 
 import pytest
 
-from stockalert.adapters.memory.fakes import ManualClock
+from stockalert.adapters.memory.fakes import ManualClock, StaticPriceSource
 from stockalert.adapters.memory.storage import MemoryStore, MemoryUnitOfWork
 from stockalert.bootstrap import price_collection, retention
 from stockalert.domain.commands import RecordQuotes
 from stockalert.domain.events import PriceUpdated
-from stockalert.domain.messagebus import HandlerFailed, HandlerSet, MessageBus
+from stockalert.domain.messagebus import EventHandler, HandlerFailed, HandlerSet, MessageBus
 from stockalert.domain.model import Quote, Ticker
 from stockalert.domain.ports import UnitOfWork
 
 QUOTE = Quote(Ticker("AAPL"), 100.0, ManualClock().now())
 
 
-def bus_with(*handlers: object) -> MessageBus:
+def bus_with(*handlers: EventHandler) -> MessageBus:
     store = MemoryStore()
     return MessageBus(
         lambda: MemoryUnitOfWork(store),
         ManualClock(),
-        [HandlerSet(events={PriceUpdated: list(handlers)})],  # type: ignore[list-item]
+        [HandlerSet(events={PriceUpdated: list(handlers)})],
     )
 
 
@@ -60,7 +60,7 @@ def test_a_command_whose_events_failed_raises_with_its_committed_result() -> Non
         lambda: MemoryUnitOfWork(store),
         clock,
         [
-            price_collection(source=None, clock=clock),  # type: ignore[arg-type]
+            price_collection(source=StaticPriceSource(), clock=clock),  # RecordQuotes only
             HandlerSet(events={PriceUpdated: [failing]}),
         ],
     )

@@ -106,10 +106,14 @@ class Run(Storage):
             pass  # e.g. high <= low, or removing what is not watched: the same in both runs
 
     def outcome(self) -> tuple[list[Notification], dict[str, dict[Any, Any]]]:
-        return list(self.mailer.sent), self.store.snapshot(without=("requests",))
+        """The e-mails in the order of their quotes and the stored state. The e-mails one quote
+        causes (different subscriptions) come in no particular order: the engine breaks a tie
+        between equal thresholds by insertion order, which a reload does not keep."""
+        mails = sorted(self.mailer.sent, key=lambda n: (n.quoted_at, n.notification_id))
+        return mails, self.store.snapshot(without=("requests",))
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=100, deadline=None)
 @given(ops=operations, restarts=st.lists(st.integers(0, 40), min_size=1, max_size=3))
 @example(
     # The bug a restart had: a threshold changed and changed back re-arms the side; the

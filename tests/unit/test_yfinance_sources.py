@@ -12,12 +12,13 @@ import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import cast
 
 import platformdirs
 import pytest
 import requests
-from yfinance import cache as yf_cache  # type: ignore[import-untyped]  # no type information
-from yfinance.data import YfData  # type: ignore[import-untyped]  # no type information
+from yfinance import cache as yf_cache
+from yfinance.data import YfData
 
 from stockalert.domain.model import Quote, Ticker
 from stockalert.domain.ports import FetchFailed, UnknownTicker
@@ -43,7 +44,7 @@ YF_HOME_CACHE = Path(platformdirs.user_cache_dir()) / "py-yfinance"
 @pytest.fixture(params=FLAVOURS, ids=lambda flavour: flavour.name)
 def flavour(request: pytest.FixtureRequest) -> Flavour:
     """Each adapter in turn, with its fake Yahoo."""
-    return request.param  # type: ignore[no-any-return]
+    return cast("Flavour", request.param)
 
 
 @pytest.fixture
@@ -172,7 +173,7 @@ def test_a_slow_server_times_out_within_the_request_timeout(
     # the quote adapter caps at timeout_s.
     yahoo.add("AAPL")
     yahoo.add("SLOW", Behaviour.SLOW, delay_s=30.0)
-    src = flavour.source(yahoo, tmp_path, timeout_s=0.3)
+    src = flavour.source(yahoo, tmp_path, timeout_s=0.2)
     fetch(src, "AAPL")  # the cookie/crumb handshake is not what this test times
 
     started = time.monotonic()
@@ -181,10 +182,10 @@ def test_a_slow_server_times_out_within_the_request_timeout(
 
     slow = results["SLOW"]
     assert isinstance(slow, FetchFailed)
-    assert slow.reason.startswith("timeout after 0.3 s")
+    assert slow.reason.startswith("timeout after 0.2 s")
     assert isinstance(results["AAPL"], Quote)
     assert flavour.calls(yahoo, "SLOW") == 1  # a timeout is not retried: the batch has a budget
-    assert 0.3 <= elapsed < 1.0
+    assert 0.2 <= elapsed < 1.0
 
 
 def test_the_batch_deadline_bounds_the_whole_call(
@@ -193,7 +194,7 @@ def test_the_batch_deadline_bounds_the_whole_call(
     """Tickers still unanswered at the deadline are FetchFailed("timeout ..."); fetch returns."""
     yahoo.add("AAPL")
     yahoo.add("SLOW", Behaviour.SLOW, delay_s=1.5)  # still waiting at the end: `yahoo` settles it
-    src = flavour.source(yahoo, tmp_path, timeout_s=10.0, deadline_s=0.5)
+    src = flavour.source(yahoo, tmp_path, timeout_s=10.0, deadline_s=0.3)
     fetch(src, "AAPL")
 
     started = time.monotonic()
@@ -201,10 +202,10 @@ def test_the_batch_deadline_bounds_the_whole_call(
     elapsed = time.monotonic() - started
 
     assert results["SLOW"] == FetchFailed(
-        Ticker("SLOW"), "timeout: no answer within the batch deadline of 0.5 s"
+        Ticker("SLOW"), "timeout: no answer within the batch deadline of 0.3 s"
     )
     assert isinstance(results["AAPL"], Quote)
-    assert 0.5 <= elapsed < 1.0
+    assert 0.3 <= elapsed < 1.0
 
 
 @pytest.mark.parametrize(

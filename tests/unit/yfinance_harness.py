@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-import yfinance as yf  # type: ignore[import-untyped]  # yfinance ships no type information
+import yfinance as yf
 from yfinance import cache as yf_cache
-from yfinance.data import SingletonMeta, YfData  # type: ignore[import-untyped]  # no types
+from yfinance.data import SingletonMeta, YfData
 
+from stockalert.adapters.yfinance.batch import YahooBatchSource
 from stockalert.adapters.yfinance.chart import YFinanceChartSource
 from stockalert.adapters.yfinance.quote import YFinanceQuoteSource
 from stockalert.domain.model import Ticker
@@ -65,7 +66,7 @@ class Flavour:
     """One adapter, the fake Yahoo it runs against, and what one attempt of it sends."""
 
     name: str
-    adapter: type[YFinanceChartSource]
+    adapter: type[YahooBatchSource]
     fake: Callable[[], FakeYahoo]
     # The requests one successful attempt sends per ticker, counted by `calls`.
     calls_per_attempt: int
@@ -84,7 +85,7 @@ class Flavour:
         timeout_s: float = 2.0,
         deadline_s: float = 5.0,
         jitter: float = 0.5,
-    ) -> YFinanceChartSource:
+    ) -> YahooBatchSource:
         """The adapter on the fake, with a recorded (non-sleeping) backoff and a fixed jitter."""
         recorded = sleeps if sleeps is not None else []
         return self.adapter(
@@ -119,7 +120,7 @@ QUOTE = Flavour(
 FLAVOURS = [CHART, QUOTE]
 
 
-def fetch(src: YFinanceChartSource, *symbols: str) -> dict[str, PriceResult]:
+def fetch(src: YahooBatchSource, *symbols: str) -> dict[str, PriceResult]:
     """`src.fetch` of these symbols, keyed by symbol."""
     return {t.value: r for t, r in src.fetch([Ticker(s) for s in symbols]).items()}
 

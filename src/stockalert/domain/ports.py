@@ -276,7 +276,10 @@ class NotificationLedger(Protocol):
         """Add those of `records` whose id is not in the ledger yet; returns how many."""
         ...
 
-    def update(self, record: NotificationRecord) -> None: ...
+    def update(self, record: NotificationRecord) -> None:
+        """Replace the record of that id; nothing when there is none (its user is gone)."""
+        ...
+
     def delete(self, notification_id: str) -> None: ...
     def pending(self, due_at: datetime, limit: int) -> list[NotificationRecord]:
         """Up to `limit` PENDING notifications whose next attempt is due at `due_at`,
@@ -311,16 +314,28 @@ class RequestLedger(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One atomic transaction over the write model; events are released only on commit."""
+    """One atomic transaction over the write model; events are released only on commit.
 
-    users: UserRepository
-    subscriptions: SubscriptionRepository
-    alert_states: AlertStateRepository
-    alert_progress: AlertProgressRepository
-    quotes: QuoteRepository
-    tickers: TickerStatusRepository
-    notifications: NotificationLedger
-    requests: RequestLedger
+    The repositories are read-only members, so that an implementation may hold its own
+    repository types (a settable protocol attribute would have to be exactly the port type).
+    """
+
+    @property
+    def users(self) -> UserRepository: ...
+    @property
+    def subscriptions(self) -> SubscriptionRepository: ...
+    @property
+    def alert_states(self) -> AlertStateRepository: ...
+    @property
+    def alert_progress(self) -> AlertProgressRepository: ...
+    @property
+    def quotes(self) -> QuoteRepository: ...
+    @property
+    def tickers(self) -> TickerStatusRepository: ...
+    @property
+    def notifications(self) -> NotificationLedger: ...
+    @property
+    def requests(self) -> RequestLedger: ...
 
     def __enter__(self) -> Self: ...
 

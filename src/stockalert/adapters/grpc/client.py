@@ -11,7 +11,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from types import TracebackType
-from typing import Any, Self
+from typing import Any, Self, cast
 
 import grpc
 
@@ -55,8 +55,8 @@ class StockAlertClient:
             if query_address in (None, address)
             else grpc.insecure_channel(query_address)
         )
-        self._commands = pb_grpc.CommandServiceStub(self._channel)  # type: ignore[no-untyped-call]
-        self._queries = pb_grpc.QueryServiceStub(self._query_channel)  # type: ignore[no-untyped-call]
+        self._commands = pb_grpc.CommandServiceStub(self._channel)
+        self._queries = pb_grpc.QueryServiceStub(self._query_channel)
         self.token = token
         self._timeout_s = timeout_s
         self._attempts = attempts
@@ -113,7 +113,9 @@ class StockAlertClient:
             password=password,
             subscriptions=list(subscriptions),
         )
-        return self._call(self._commands.RegisterUser, request, auth=False)  # type: ignore[no-any-return]
+        return cast(
+            "pb.RegisterUserReply", self._call(self._commands.RegisterUser, request, auth=False)
+        )
 
     def login(self, email: str, password: str) -> pb.LoginUserReply:
         request = pb.LoginUserRequest(email=email, password=password)
@@ -127,7 +129,7 @@ class StockAlertClient:
         request = pb.SetSubscriptionRequest(
             request_id=request_id or new_request_id(), ticker=ticker, **fields
         )
-        return self._call(self._commands.SetSubscription, request)  # type: ignore[no-any-return]
+        return cast("pb.SubscriptionReply", self._call(self._commands.SetSubscription, request))
 
     def remove_subscription(
         self, ticker: str, request_id: str | None = None
@@ -135,26 +137,32 @@ class StockAlertClient:
         request = pb.RemoveSubscriptionRequest(
             request_id=request_id or new_request_id(), ticker=ticker
         )
-        return self._call(self._commands.RemoveSubscription, request)  # type: ignore[no-any-return]
+        return cast(
+            "pb.RemoveSubscriptionReply", self._call(self._commands.RemoveSubscription, request)
+        )
 
     def delete_user(self, request_id: str | None = None) -> pb.DeleteUserReply:
         request = pb.DeleteUserRequest(request_id=request_id or new_request_id())
-        return self._call(self._commands.DeleteUser, request)  # type: ignore[no-any-return]
+        return cast("pb.DeleteUserReply", self._call(self._commands.DeleteUser, request))
 
     # ----- queries -------------------------------------------------------------------------
 
     def latest(self, ticker: str = "") -> pb.GetLatestValueReply:
         request = pb.GetLatestValueRequest(ticker=ticker)
-        return self._call(self._queries.GetLatestValue, request)  # type: ignore[no-any-return]
+        return cast("pb.GetLatestValueReply", self._call(self._queries.GetLatestValue, request))
 
     def average(self, count: int, ticker: str = "") -> pb.GetAverageValueReply:
         request = pb.GetAverageValueRequest(ticker=ticker, count=count)
-        return self._call(self._queries.GetAverageValue, request)  # type: ignore[no-any-return]
+        return cast("pb.GetAverageValueReply", self._call(self._queries.GetAverageValue, request))
 
     def subscriptions(self) -> pb.ListSubscriptionsReply:
         request = pb.ListSubscriptionsRequest()
-        return self._call(self._queries.ListSubscriptions, request)  # type: ignore[no-any-return]
+        return cast(
+            "pb.ListSubscriptionsReply", self._call(self._queries.ListSubscriptions, request)
+        )
 
     def notifications(self, limit: int = 0) -> pb.ListNotificationsReply:
         request = pb.ListNotificationsRequest(limit=limit)
-        return self._call(self._queries.ListNotifications, request)  # type: ignore[no-any-return]
+        return cast(
+            "pb.ListNotificationsReply", self._call(self._queries.ListNotifications, request)
+        )

@@ -50,14 +50,10 @@ def start(
     )
     names = []
     if "command" in services:
-        pb_grpc.add_CommandServiceServicer_to_server(  # type: ignore[no-untyped-call]  # generated
-            CommandServicer(bus), server
-        )
+        pb_grpc.add_CommandServiceServicer_to_server(CommandServicer(bus), server)
         names.append(COMMAND_SERVICE)
     if "query" in services:
-        pb_grpc.add_QueryServiceServicer_to_server(  # type: ignore[no-untyped-call]  # generated
-            QueryServicer(bus), server
-        )
+        pb_grpc.add_QueryServiceServicer_to_server(QueryServicer(bus), server)
         names.append(QUERY_SERVICE)
     checker = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)

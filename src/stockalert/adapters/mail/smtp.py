@@ -31,7 +31,7 @@ import smtplib
 import ssl
 import threading
 import time
-from collections.abc import Callable, Generator, Iterator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from contextlib import suppress
@@ -165,7 +165,9 @@ class SmtpMailer:
         if outcome is not None:
             raise outcome
 
-    def send_many(self, notifications: Sequence[Notification]) -> Iterator[MailOutcome]:
+    def send_many(
+        self, notifications: Sequence[Notification]
+    ) -> Generator[MailOutcome, None, None]:
         built = self._built(notifications)
         try:
             for notification, data in zip(notifications, built, strict=True):

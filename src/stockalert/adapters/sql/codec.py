@@ -9,7 +9,8 @@ import attrs
 from stockalert.domain.model import SideStatus, TickerStatus
 from stockalert.domain.views import Done, SubscriptionView, UserRegistered
 
-_TYPES: dict[str, type[Any]] = {t.__name__: t for t in (Done, SubscriptionView, UserRegistered)}
+_RESULTS = (Done, SubscriptionView, UserRegistered)
+_TYPES: dict[str, type[Any]] = {t.__name__: t for t in _RESULTS}
 
 
 def encode_result(result: object) -> dict[str, Any] | None:
@@ -17,9 +18,9 @@ def encode_result(result: object) -> dict[str, Any] | None:
     if result is None:
         return None
     name = type(result).__name__
-    if name not in _TYPES:
+    if name not in _TYPES or not isinstance(result, _RESULTS):
         raise TypeError(f"cannot store a {name} reply in the request ledger")
-    return {"type": name, "value": attrs.asdict(result)}  # type: ignore[arg-type]
+    return {"type": name, "value": attrs.asdict(result)}
 
 
 def decode_result(data: dict[str, Any] | None) -> object:

@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
-import yfinance as yf  # type: ignore[import-untyped]  # yfinance ships no type information
+import yfinance as yf
 from yfinance import cache as yf_cache
-from yfinance._http import new_session  # type: ignore[import-untyped]  # no type information
-from yfinance.data import YfData  # type: ignore[import-untyped]  # no type information
+from yfinance._http import new_session
+from yfinance.data import YfData
 
 from stockalert.domain.model import Quote, Ticker
 from stockalert.domain.ports import FetchFailed, PriceResult

@@ -31,13 +31,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from yfinance.exceptions import (  # type: ignore[import-untyped]  # yfinance ships no types
+from yfinance.exceptions import (
     YFException,
     YFPricesMissingError,
     YFRateLimitError,
     YFTickerMissingError,
 )
-from yfinance.scrapers.history import PriceHistory  # type: ignore[import-untyped]  # no types
+from yfinance.scrapers.history import PriceHistory
 
 from stockalert.adapters.yfinance.batch import (
     NOT_FOUND_WORDS,

@@ -32,11 +32,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import requests
-from yfinance.exceptions import (  # type: ignore[import-untyped]  # no type information
+from yfinance.exceptions import (
     YFException,
     YFRateLimitError,
 )
-from yfinance.scrapers.quote import Quote as YfQuote  # type: ignore[import-untyped]  # no types
+from yfinance.scrapers.quote import Quote as YfQuote
 
 from stockalert.adapters.yfinance.batch import (
     NOT_FOUND_WORDS,

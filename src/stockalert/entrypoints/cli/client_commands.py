@@ -7,6 +7,8 @@ import argparse
 import getpass
 import json
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
@@ -15,6 +17,10 @@ from google.protobuf.json_format import MessageToDict
 from stockalert.adapters.grpc.client import StockAlertClient
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.entrypoints.cli.token_file import forget_token, load_token, save_token
+
+# How the client waits between its retries (UNAVAILABLE, DEADLINE_EXCEEDED): a module setting,
+# so that a test can run the CLI's real retries without waiting them out.
+retry_sleep: Callable[[float], None] = time.sleep
 
 
 class UsageError(Exception):
@@ -44,6 +50,7 @@ def client_for(args: argparse.Namespace, token: str | None = None) -> StockAlert
         args.query_addr or args.addr,
         token if token is not None else stored.get("token"),
         timeout_s=args.timeout,
+        sleep=retry_sleep,
     )
 
 

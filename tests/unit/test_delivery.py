@@ -1,0 +1,216 @@
+"""Delivery of notifications (`domain/handlers/delivery.py`): mail failures, retries with
+backoff, batches, alerts for users deleted meanwhile."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+
+from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
+from stockalert.adapters.memory.storage import MemoryStore
+from stockalert.domain.commands import DeleteUser, RetryPendingNotifications, SubscriptionSpec
+from stockalert.domain.events import AlertRaised
+from stockalert.domain.messagebus import MessageBus
+from stockalert.domain.model import (
+    DeliveryStatus,
+    Email,
+    Notification,
+    NotificationKind,
+    RetryPolicy,
+    Side,
+    Ticker,
+)
+from stockalert.domain.ports import MailNotAttempted, MailPermanentError, MailTemporaryError
+from tests.unit.helpers import notifications, record, register
+
+# ----- mail failures --------------------------------------------------------------------------
+
+
+def test_temporary_mail_failure_stays_pending_until_a_retry_sends_it(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+) -> None:
+    """A MailTemporaryError leaves the notification PENDING; RetryPending sends it once."""
+    user_id = register(bus, "alice@example.com", SubscriptionSpec("AAPL", high_value=100))
+    mailer.fail_next(MailTemporaryError("421 try later"))
+
+    record(bus, clock, 1, 101)
+
+    (pending,) = notifications(bus, user_id)
+    assert pending.status is DeliveryStatus.PENDING
+    assert pending.attempts == 1
+    assert pending.last_error == "421 try later"
+    assert mailer.sent == []
+    delay = RetryPolicy().delay_s(pending.notification.notification_id, 1)
+    assert pending.next_attempt_at == clock.now() + timedelta(seconds=delay)
+
+    assert bus.handle(RetryPendingNotifications()) == 0  # not due yet
+    clock.advance(delay)
+    assert bus.handle(RetryPendingNotifications()) == 1
+
+    (sent,) = notifications(bus, user_id)
+    assert sent.status is DeliveryStatus.SENT
+    assert sent.attempts == 2
+    assert sent.last_error is None
+    assert sent.next_attempt_at is None
+    assert mailer.sent == [pending.notification]
+    assert bus.handle(RetryPendingNotifications()) == 0
+    assert len(mailer.sent) == 1
+
+
+def test_permanent_mail_failure_is_recorded_and_never_retried(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+) -> None:
+    """A MailPermanentError marks the notification FAILED with the reason; retries skip it."""
+    user_id = register(bus, "alice@example.com", SubscriptionSpec("AAPL", high_value=100))
+    mailer.fail_next(MailPermanentError("550 no such mailbox"))
+
+    record(bus, clock, 1, 101)
+
+    (failed,) = notifications(bus, user_id)
+    assert failed.status is DeliveryStatus.FAILED
+    assert failed.attempts == 1
+    assert failed.last_error == "550 no such mailbox"
+
+    assert bus.handle(RetryPendingNotifications()) == 0
+
+    assert mailer.sent == []
+    assert notifications(bus, user_id) == [failed]
+
+
+# ----- retries and backoff --------------------------------------------------------------------
+
+
+def test_each_failed_attempt_doubles_the_wait_before_the_next(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+) -> None:
+    """Backoff: 30 s, 60 s, 120 s ... (times a jitter in [0.5, 1.5)); retrying before the
+    next attempt is due neither sends nor counts an attempt."""
+    user_id = register(bus, "alice@example.com", SubscriptionSpec("AAPL", high_value=100))
+    mailer.fail_next(*[MailTemporaryError("451 later")] * 4)
+    record(bus, clock, 1, 101)
+
+    waits = []
+    for attempt in range(1, 5):
+        (pending,) = notifications(bus, user_id)
+        assert pending.attempts == attempt
+        assert pending.next_attempt_at is not None
+        wait = (pending.next_attempt_at - clock.now()).total_seconds()
+        assert 0.5 * 30 * 2 ** (attempt - 1) <= wait < 1.5 * 30 * 2 ** (attempt - 1)
+        waits.append(wait)
+        clock.advance(wait - 1)
+        assert bus.handle(RetryPendingNotifications()) == 0
+        assert notifications(bus, user_id)[0].attempts == attempt
+        clock.advance(1)
+        bus.handle(RetryPendingNotifications())
+    (sent,) = notifications(bus, user_id)
+    assert sent.status is DeliveryStatus.SENT
+    assert sent.attempts == 5
+    assert len(mailer.sent) == 1
+    assert len(set(waits)) == 4
+
+
+def test_an_e_mail_the_mailer_did_not_try_is_not_counted_as_an_attempt(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+) -> None:
+    """MailNotAttempted (the mailer pauses after an outage): PENDING, attempts unchanged,
+    tried again after the first backoff step, never a growing one."""
+    user_id = register(bus, "alice@example.com", SubscriptionSpec("AAPL", high_value=100))
+    mailer.fail_next(*[MailNotAttempted("not attempted, server unavailable")] * 3)
+    record(bus, clock, 1, 101)
+
+    for _ in range(2):
+        (pending,) = notifications(bus, user_id)
+        assert pending.status is DeliveryStatus.PENDING
+        assert pending.attempts == 0
+        assert pending.last_error == "not attempted, server unavailable"
+        delay = RetryPolicy().delay_s(pending.notification.notification_id, 1)
+        assert pending.next_attempt_at == clock.now() + timedelta(seconds=delay)
+        clock.advance(delay)
+        bus.handle(RetryPendingNotifications())
+    clock.advance(60)
+    assert bus.handle(RetryPendingNotifications()) == 1
+    (sent,) = notifications(bus, user_id)
+    assert sent.attempts == 1
+
+
+def test_the_retry_policy_is_capped_deterministic_and_spread() -> None:
+    """Same id and attempt, same delay; never above max_s; different ids do not retry in
+    lock-step after an outage."""
+    policy = RetryPolicy(base_s=10, max_s=300)
+    assert policy.delay_s("a:HIGH:1", 3) == policy.delay_s("a:HIGH:1", 3)
+    assert all(policy.delay_s("a:HIGH:1", n) <= 300 for n in range(1, 80))
+    assert policy.delay_s("a:HIGH:1", 79) >= 150
+    firsts = {round(policy.delay_s(f"s{n}:HIGH:1", 1), 3) for n in range(100)}
+    assert len(firsts) > 90
+    assert min(firsts) >= 5
+    assert max(firsts) < 15
+    with pytest.raises(ValueError, match="base_s"):
+        RetryPolicy(base_s=10, max_s=5)
+
+
+def test_retry_sends_every_due_notification_in_batches(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+) -> None:
+    """45 pending notifications, batches of 20: one RetryPending sends all 45, once each."""
+    mailer.fail_next(*[MailTemporaryError("421 down")] * 45)
+    for n in range(45):
+        register(bus, f"user{n}@example.com", SubscriptionSpec("AAPL", high_value=100))
+    record(bus, clock, 1, 101)
+    assert mailer.sent == []
+    clock.advance(3600)
+
+    assert bus.handle(RetryPendingNotifications(batch=20)) == 45
+
+    assert len({n.notification_id for n in mailer.sent}) == 45
+    assert len(mailer.sent) == 45
+    assert bus.handle(RetryPendingNotifications(batch=20)) == 0
+
+
+def test_retry_stops_at_a_batch_that_failed_entirely(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+) -> None:
+    """The server is still down: after one batch of temporary failures the rest is left
+    for later instead of failing one by one; nothing is lost."""
+    users = [
+        register(bus, f"user{n}@example.com", SubscriptionSpec("AAPL", high_value=100))
+        for n in range(30)
+    ]
+    mailer.fail_next(*[MailTemporaryError("421 down")] * 40)
+    record(bus, clock, 1, 101)
+    clock.advance(3600)
+
+    assert bus.handle(RetryPendingNotifications(batch=10)) == 0
+
+    attempts = sorted(notifications(bus, u)[0].attempts for u in users)
+    assert attempts == [1] * 20 + [2] * 10
+    clock.advance(3600)
+    assert bus.handle(RetryPendingNotifications(batch=10)) == 30
+    assert len(mailer.sent) == 30
+
+
+# ----- deleted users --------------------------------------------------------------------------
+
+
+def test_an_alert_raised_for_a_since_deleted_user_is_not_sent(
+    bus: MessageBus, mailer: MemoryMailer, store: MemoryStore, clock: ManualClock
+) -> None:
+    """An alert already in flight when its user is deleted is dropped, not e-mailed or stored."""
+    user_id = register(bus, "gone@example.com")
+    bus.handle(DeleteUser("del-gone", user_id, clock.now()))
+    note = Notification(
+        notification_id="s9:HIGH:1",
+        subscription_id="s9",
+        user_id=user_id,
+        email=Email("gone@example.com"),
+        ticker=Ticker("AAPL"),
+        side=Side.HIGH,
+        kind=NotificationKind.CROSSING,
+        price=101.0,
+        threshold=100.0,
+        quoted_at=clock.now(),
+        episode=1,
+    )
+    bus.publish(AlertRaised(note))
+    assert mailer.sent == []
+    assert store.notifications == {}
