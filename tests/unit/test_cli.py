@@ -494,9 +494,56 @@ def test_login_with_wrong_credentials_exits_4_and_keeps_no_token(
 def test_commands_without_a_token_exit_4(
     run: Cli, capsys: pytest.CaptureFixture[str], args: tuple[str, ...]
 ) -> None:
-    """Nobody logged in: every authenticated command exits 4 and says so."""
+    """Nobody logged in: every authenticated command exits 4, says so and how to log in."""
     assert run(*args) == 4
-    assert "not logged in" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "not logged in" in error
+    assert "hint: log in with `stockalert login EMAIL`" in error
+    assert "`stockalert register EMAIL`" in error
+
+
+def test_an_expired_token_hints_to_log_in_again(
+    run: Cli, registered: str, clock: ManualClock, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A token past its 12 hours is refused (exit 4) with the way out: log in again."""
+    clock.advance(13 * 3600)
+    assert run("subscriptions") == 4
+    error = capsys.readouterr().err
+    assert "UNAUTHENTICATED" in error
+    assert "hint: log in again with `stockalert login EMAIL`" in error
+
+
+class Terminal(io.StringIO):
+    """Standard input that says it is a terminal (so the CLI prompts)."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def test_register_on_a_terminal_asks_for_the_password_twice(
+    address: str,
+    run: Cli,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Typed at a prompt, the password is asked twice; two different ones create nothing."""
+    answers = iter(["password123", "password124", "password123", "password123"])
+    prompts: list[str] = []
+
+    def getpass(prompt: str = "") -> str:
+        prompts.append(prompt)
+        return next(answers)
+
+    monkeypatch.setattr("getpass.getpass", getpass)
+    monkeypatch.setattr("sys.stdin", Terminal())
+
+    assert cli.main(["--addr", address, "register", EMAIL]) == 2
+    assert "the two passwords differ; nothing was changed" in capsys.readouterr().err
+    assert run("login", EMAIL, "--password-stdin") == 4  # no such account
+    monkeypatch.setattr("sys.stdin", Terminal())
+    assert cli.main(["--addr", address, "register", EMAIL]) == 0
+    assert prompts == ["Password: ", "Repeat the password: "] * 2
+    assert run("login", EMAIL, "--password-stdin") == 0
 
 
 @pytest.mark.parametrize(
@@ -549,7 +596,10 @@ def test_unreachable_server_exits_1_with_a_message(
     port = free_port()
     args = ["--addr", f"127.0.0.1:{port}", "--timeout", "0.5", "login", EMAIL, "--password-stdin"]
     assert cli.main(args) == 1
-    assert "stockalert login: UNAVAILABLE" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "stockalert login: UNAVAILABLE" in error
+    assert f"hint: no stockalert server answered at 127.0.0.1:{port}" in error
+    assert "start one with `stockalert run`" in error
     assert len(backoffs) == 4  # 5 attempts, growing waits between them (x jitter 0.5..1.5)
     assert all(0.5 * 0.2 * 2**n <= wait < 1.5 * 0.2 * 2**n for n, wait in enumerate(backoffs))
 
