@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export PYTHONPYCACHEPREFIX := $(CURDIR)/.state/pycache
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run protos test lint typecheck unit bench bench-collector bench-email clean
+.PHONY: install run protos test lint typecheck unit bench bench-collector bench-email bench-ledger clean
 
 $(STAMP): pyproject.toml
 	PYTHON=$(PYTHON) scripts/install-venv
@@ -49,6 +49,10 @@ bench-collector: install
 
 bench-email: install
 	$(BIN)/python -m bench.email
+
+bench-ledger: install
+	scripts/dev-services start
+	. .state/services.env && $(BIN)/python -m bench.ledger
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis
