@@ -304,3 +304,18 @@ def sink_process() -> Iterator[Sink]:
         if process.is_alive():
             process.terminate()
             process.join(5.0)
+
+
+def smtp_environ(server: SmtpServer, pause_s: float) -> dict[str, str]:
+    """The STOCKALERT_* variables of a process mailing to `server` (local, in clear), quick
+    to retry: the mailer pauses `pause_s` s after finding it unreachable, and a PENDING
+    e-mail is tried again after 0.5 s, at most 1 s."""
+    return {
+        "STOCKALERT_SMTP_HOST": HOST,
+        "STOCKALERT_SMTP_PORT": str(server.port),
+        "STOCKALERT_SMTP_STARTTLS": "false",
+        "STOCKALERT_SMTP_TIMEOUT_S": "5",
+        "STOCKALERT_SMTP_PAUSE_S": f"{pause_s:g}",
+        "STOCKALERT_MAIL_RETRY_BASE_S": "0.5",
+        "STOCKALERT_MAIL_RETRY_MAX_S": "1",
+    }

@@ -46,15 +46,18 @@ def empty_tables(engine: Engine) -> None:
             conn.execute(table.delete())
 
 
-def worker_database_url(base_url: str) -> str:
-    """A database of this pytest-xdist worker's own (created if missing), so that parallel
-    workers never empty or migrate each other's tables."""
+def worker_database_url(base_url: str, purpose: str = "", *, fresh: bool = False) -> str:
+    """A database of this pytest-xdist worker's own (created if missing; dropped first when
+    `fresh`), so that parallel workers never empty or migrate each other's tables; `purpose`
+    gives a test its own one besides the worker's shared one."""
     worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
     base = make_url(base_url)
-    name = f"{base.database}_{worker}"
+    name = "_".join(part for part in (base.database, purpose, worker) if part)
     admin = make_engine(base_url)
     try:
         with admin.begin() as conn:
+            if fresh:
+                conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
             conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
     finally:
         admin.dispose()

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import random
 import subprocess
 import time
@@ -24,13 +23,10 @@ from pathlib import Path
 
 import attrs
 import pytest
-from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from stockalert.adapters.grpc.client import StockAlertClient
-from stockalert.adapters.sql.engine import make_engine
 from stockalert.api.v1 import stockalert_pb2 as pb
-from tests.integration.conftest import mariadb_url
+from tests.integration.conftest import mariadb_url, worker_database_url
 from tests.processes import (
     Runs,
     clean_environ,
@@ -44,7 +40,8 @@ from tests.processes import (
     wait_for,
     wait_until_serving,
 )
-from tests.smtp_server import SmtpServer
+from tests.replay import write_replay
+from tests.smtp_server import SmtpServer, smtp_environ
 
 EXAMPLE_PRICES = Path(__file__).resolve().parents[2] / "examples" / "prices.csv"
 PASSWORD = "password123"
@@ -224,12 +221,7 @@ class Storm:
         return START + timedelta(minutes=index)
 
     def write(self, path: Path) -> Path:
-        lines = ["timestamp,ticker,price"]
-        for index, quotes in enumerate(self.prices):
-            at = self.timestamp(index).isoformat().replace("+00:00", "Z")
-            lines += [f"{at},{ticker},{price:.2f}" for ticker, price in quotes.items()]
-        path.write_text("\n".join(lines) + "\n")
-        return path
+        return write_replay(path, self.prices, START)
 
     def expected(self) -> set[Alert]:
         """Every e-mail the replay must cause: episode n of a side is its n-th crossing."""
@@ -246,17 +238,7 @@ class Storm:
 def storm_database() -> str:
     """A fresh MariaDB database of this pytest-xdist worker for the storm test (dropped and
     created again; the run migrates it)."""
-    base_url = mariadb_url()
-    base = make_url(base_url)
-    name = f"{base.database}_crash_{os.environ.get('PYTEST_XDIST_WORKER', 'main')}"
-    admin = make_engine(base_url)
-    try:
-        with admin.begin() as conn:
-            conn.execute(text(f"DROP DATABASE IF EXISTS `{name}`"))
-            conn.execute(text(f"CREATE DATABASE IF NOT EXISTS `{name}` CHARACTER SET utf8mb4"))
-    finally:
-        admin.dispose()
-    return base.set(database=name).render_as_string(hide_password=False)
+    return worker_database_url(mariadb_url(), "crash", fresh=True)
 
 
 def notification_id_of(message_id: str) -> str:
@@ -285,13 +267,7 @@ def test_sigkills_during_an_alert_storm_lose_no_email(
             "STOCKALERT_GRPC_ADDR": address,
             "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
             "STOCKALERT_OUTBOX_DIR": str(tmp_path / "outbox"),
-            "STOCKALERT_SMTP_HOST": "127.0.0.1",
-            "STOCKALERT_SMTP_PORT": str(smtp.port),
-            "STOCKALERT_SMTP_STARTTLS": "false",
-            "STOCKALERT_SMTP_TIMEOUT_S": "5",
-            "STOCKALERT_SMTP_PAUSE_S": "0.5",
-            "STOCKALERT_MAIL_RETRY_BASE_S": "0.5",
-            "STOCKALERT_MAIL_RETRY_MAX_S": "1",
+            **smtp_environ(smtp, pause_s=0.5),
             "XDG_CONFIG_HOME": str(tmp_path / "server-config"),
         }
         logs: list[Path] = []

@@ -9,7 +9,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from tests.processes import (
     spawn_run,
     wait_until_serving,
 )
+from tests.replay import write_replay
 
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -47,12 +48,7 @@ LAST_AAPL = SCENARIO[-1]["AAPL"]
 
 def write_prices(path: Path) -> Path:
     """The replay file: a long flat prefix, then the scenario, one minute per timestamp."""
-    lines = ["timestamp,ticker,price"]
-    for minute, prices in enumerate([FLAT] * FLAT_CYCLES + SCENARIO):
-        at = (START + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
-        lines += [f"{at},{ticker},{price:.2f}" for ticker, price in prices.items()]
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_replay(path, [FLAT] * FLAT_CYCLES + SCENARIO, START)
 
 
 @pytest.fixture

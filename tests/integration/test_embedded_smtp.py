@@ -34,7 +34,7 @@ from tests.processes import (
     spawn_run,
     wait_until_serving,
 )
-from tests.smtp_server import SmtpServer
+from tests.smtp_server import SmtpServer, smtp_environ
 
 # The replay of test_embedded_run: AAPL crosses 190 twice (re-armed in between), MSFT falls
 # below 395 once, GOOG rises past 177.5 once. Alice watches all three, Bob MSFT and GOOG:
@@ -79,14 +79,8 @@ def embedded_smtp(tmp_path: Path) -> Iterator[Embedded]:
         "STOCKALERT_GRPC_ADDR": address,
         "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
         "STOCKALERT_OUTBOX_DIR": str(tmp_path / "outbox"),
-        "STOCKALERT_SMTP_HOST": "127.0.0.1",
-        "STOCKALERT_SMTP_PORT": str(smtp.port),
-        "STOCKALERT_SMTP_STARTTLS": "false",
-        "STOCKALERT_SMTP_TIMEOUT_S": "5",
-        "STOCKALERT_SMTP_PAUSE_S": "2",
+        **smtp_environ(smtp, pause_s=2),
         "STOCKALERT_SMTP_BUILD_PROCESSES": "1",
-        "STOCKALERT_MAIL_RETRY_BASE_S": "0.5",
-        "STOCKALERT_MAIL_RETRY_MAX_S": "1",
         "STOCKALERT_DELIVERY_INTERVAL": "0.3",
         "XDG_CONFIG_HOME": str(tmp_path / "server-config"),
     }

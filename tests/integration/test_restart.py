@@ -11,7 +11,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -25,6 +25,7 @@ from tests.processes import (
     spawn_run,
     wait_until_serving,
 )
+from tests.replay import write_replay
 
 EMAIL = "alice@example.com"
 PASSWORD = "password123"
@@ -36,12 +37,7 @@ SECOND_RUN = [*FIRST_RUN, 192.0, 193.0]  # the same timestamps, then later ones,
 
 def write_prices(path: Path, prices: list[float]) -> Path:
     """A replay file with one AAPL quote a minute."""
-    lines = ["timestamp,ticker,price"]
-    for minute, price in enumerate(prices):
-        at = (START + timedelta(minutes=minute)).isoformat().replace("+00:00", "Z")
-        lines.append(f"{at},AAPL,{price:.2f}")
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return write_replay(path, [{"AAPL": price} for price in prices], START)
 
 
 @pytest.fixture

@@ -39,6 +39,7 @@ from tests.processes import (
     wait_for,
     wait_until_serving,
 )
+from tests.replay import write_replay
 
 ALICE = "alice@example.com"
 PASSWORD = "password123"
@@ -57,12 +58,7 @@ def wait(condition: Callable[[], object], what: str, logs: Path) -> None:
 @pytest.fixture
 def system(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """Five role processes on one database; stopped with SIGTERM by the test, killed after."""
-    prices = tmp_path / "prices.csv"
-    lines = ["timestamp,ticker,price"] + [
-        f"{(START + timedelta(minutes=m)).isoformat().replace('+00:00', 'Z')},AAPL,{p:.2f}"
-        for m, p in enumerate(PRICES)
-    ]
-    prices.write_text("\n".join(lines) + "\n")
+    prices = write_replay(tmp_path / "prices.csv", [{"AAPL": p} for p in PRICES], START)
     commands, queries = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = clean_environ() | {
         "STOCKALERT_DB_URL": f"sqlite:///{tmp_path / 'stockalert.db'}",
