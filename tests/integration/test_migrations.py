@@ -177,3 +177,29 @@ def test_db_upgrade_of_an_unreachable_database_exits_69_quickly_with_a_message(
     assert out == ""
     assert "stockalert db upgrade: database unavailable" in err
     assert "Can't connect" in err or "Connection refused" in err
+
+
+def test_revision_0004_marks_every_stored_quote_as_applied(empty_db: Engine) -> None:
+    """A database of an older build (at 0003) had every stored quote applied: after the
+    upgrade each ticker's high-water mark is its newest quote, so the first start of the new
+    build applies nothing again (and a ticker without quotes has no mark)."""
+    upgrade(empty_db, "0003")
+    at = datetime(2026, 3, 2, 15, 0, tzinfo=UTC)
+    with empty_db.begin() as conn:
+        for ticker, minutes in (("AAPL", (0, 1, 2)), ("MSFT", (5,))):
+            for minute in minutes:
+                conn.execute(
+                    tables.quotes.insert().values(
+                        ticker=ticker,
+                        price=100.0 + minute,
+                        quoted_at=at + timedelta(minutes=minute),
+                        collected_at=at + timedelta(minutes=minute),
+                    )
+                )
+
+    upgrade(empty_db)
+
+    with empty_db.connect() as conn:
+        rows = conn.execute(tables.alert_progress.select()).all()
+    marks = {row.ticker: row.applied_through for row in rows}
+    assert marks == {"AAPL": at + timedelta(minutes=2), "MSFT": at + timedelta(minutes=5)}
