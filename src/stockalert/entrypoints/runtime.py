@@ -131,7 +131,12 @@ def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "")
                 return
         bus: MessageBus = container.bus()
         for command in plan.startup:
-            bus.handle(command)
+            try:
+                bus.handle(command)
+            except HandlerFailed:
+                # Logged with their tracebacks; what they left undone (an alert not yet
+                # e-mailed) is PENDING in the database, and the loops pick it up.
+                log.warning("event=startup_incomplete command=%s", type(command).__name__)
         port = ""
         if plan.grpc:
             server = container.grpc_server()
