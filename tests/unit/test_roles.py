@@ -3,10 +3,13 @@ exit 78 and a message naming the variable."""
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
-from stockalert.entrypoints import cli
-from stockalert.entrypoints.roles import ROLES
+from stockalert.entrypoints import cli, settings
+from stockalert.entrypoints.roles import ROLES, VARIABLES
 
 SECRET = "a-token-signing-key-of-at-least-32-bytes"
 # For each role: a variable it needs, the bad or missing value, and what the message says.
@@ -53,3 +56,11 @@ def test_a_role_with_a_missing_or_bad_variable_exits_78_naming_it(
     error = capsys.readouterr().err
     assert "configuration error" in error
     assert message in error
+
+
+def test_every_variable_the_settings_read_is_explained_for_serve_help() -> None:
+    """No variable is read that `serve ROLE --help` could not explain."""
+    source = Path(settings.__file__).read_text()
+    read = set(re.findall(r"STOCKALERT_[A-Z_]+[A-Z]", source))
+    assert read - set(VARIABLES) == set()
+    assert {v for role in ROLES.values() for v in role.variables} <= set(VARIABLES)
