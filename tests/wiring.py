@@ -47,8 +47,9 @@ def build_container(
     if role not in _CHECKED:  # the same for every instance of a role: checked once
         container.check_dependencies()
         _CHECKED.add(role)
-    container.core.clock.override(clock or ManualClock())
-    container.core.ids.override(ids or SequentialIds("id"))
+    if hasattr(container, "core"):  # every role but kafka-admin
+        container.core.clock.override(clock or ManualClock())
+        container.core.ids.override(ids or SequentialIds("id"))
     if hasattr(container, "accounts"):
         container.accounts.hasher.override(InsecureFastHasher())
     for path, value in overrides.items():

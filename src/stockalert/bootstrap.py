@@ -11,6 +11,7 @@ import secrets
 import threading
 from collections.abc import Callable, Iterable
 from functools import partial
+from typing import Protocol
 
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
@@ -26,7 +27,14 @@ from stockalert.domain.commands import (
     RetryPendingNotifications,
     SetSubscription,
 )
-from stockalert.domain.events import AlertRaised, PriceUpdated, SubscriptionRemoved, SubscriptionSet
+from stockalert.domain.events import (
+    AlertRaised,
+    Event,
+    PriceUpdated,
+    SubscriptionRemoved,
+    SubscriptionSet,
+    UserDeleted,
+)
 from stockalert.domain.handlers import (
     accounts,
     alerting,
@@ -155,6 +163,29 @@ def notification_delivery(
 def retention(*, clock: Clock) -> HandlerSet:
     """The cleaner's work."""
     return HandlerSet(commands={CleanUp: partial(cleanup.clean_up, clock=clock)})
+
+
+class Wakeable(Protocol):
+    """Something to nudge (the outbox relay) when a commit wrote what it must publish."""
+
+    def wake(self) -> None: ...
+
+
+def outbox_wakeups(*, relay: Wakeable) -> HandlerSet:
+    """After a commit wrote the outbox (its events are those the codec publishes), the relay
+    publishes at once instead of at its next interval."""
+
+    def wake(event: Event, uow: UnitOfWork) -> None:
+        relay.wake()
+
+    published: list[type[Event]] = [
+        PriceUpdated,
+        SubscriptionSet,
+        SubscriptionRemoved,
+        UserDeleted,
+        AlertRaised,
+    ]
+    return HandlerSet(events={kind: [wake] for kind in published})
 
 
 def build_bus(

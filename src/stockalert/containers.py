@@ -14,7 +14,11 @@ Entry points fill `config` from the environment (`entrypoints.settings`); tests 
 
 from __future__ import annotations
 
+import functools
+import os
+import socket
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,19 +29,29 @@ from sqlalchemy import Engine
 from stockalert import bootstrap
 from stockalert.adapters.breaker import BreakerPriceSource, CircuitBreaker
 from stockalert.adapters.grpc.server import serve
+from stockalert.adapters.kafka import codec
+from stockalert.adapters.kafka.topics import Topics
 from stockalert.adapters.mail.eml_files import OutboxMailer
 from stockalert.adapters.memory.fakes import MemoryMailer, StaticPriceSource
-from stockalert.adapters.memory.storage import MemoryReadModel, MemoryStore, MemoryUnitOfWork
+from stockalert.adapters.memory.storage import (
+    MemoryOutboxStore,
+    MemoryReadModel,
+    MemoryStore,
+    MemoryUnitOfWork,
+)
+from stockalert.adapters.outbox import OutboxEncoder, OutboxStore
 from stockalert.adapters.passwords import Argon2Hasher
 from stockalert.adapters.replay import ReplayPriceSource
 from stockalert.adapters.sql.engine import make_engine
+from stockalert.adapters.sql.outbox import SqlOutboxStore
 from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.alerting.tracker import AlertTracker
+from stockalert.domain.messagebus import HandlerSet
 from stockalert.domain.model import RetryPolicy
-from stockalert.domain.ports import Mailer, PriceSource
+from stockalert.domain.ports import Mailer, PriceSource, UnitOfWork
 
 # Heavy adapters (yfinance with pandas, smtplib with a worker process) are imported inside
 # the factories below, only by the role and the settings that use them.
@@ -90,22 +104,42 @@ def sql_engine(url: str, read_only: bool = False) -> Iterator[Engine]:
 # ----- the core and the parts ----------------------------------------------------------------
 
 
+def topics_of(settings: dict[str, Any]) -> Topics:
+    """The topic names and settings of STOCKALERT_KAFKA_TOPIC_PREFIX, _PARTITIONS, ..."""
+    return Topics(**settings)
+
+
+def outbox_encoder(topics: Topics) -> OutboxEncoder:
+    """What the unit of work writes to the outbox: the events other processes must hear of,
+    as Kafka messages."""
+    return functools.partial(codec.encode, topics=topics)
+
+
 class Core(containers.DeclarativeContainer):
-    """Configuration, clock, ids and storage: the write model (units of work) and the read
-    model (queries; `STOCKALERT_READ_DB_URL` may point it at a replica)."""
+    """Configuration, clock, ids and storage: the write model (units of work, writing the
+    outbox when the roles talk through Kafka) and the read model (queries;
+    `STOCKALERT_READ_DB_URL` may point it at a replica)."""
 
     config = providers.Configuration(strict=True)
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIds)
 
+    topics = providers.Singleton(topics_of, config.kafka.topics)
+    outbox = providers.Selector(
+        config.transport,
+        inprocess=providers.Object(None),
+        kafka=providers.Singleton(outbox_encoder, topics),
+    )
     store = providers.Singleton(MemoryStore)
     db_engine = providers.Resource(sql_engine, url=config.db_url)
     read_db_engine = providers.Resource(sql_engine, url=config.read_db_url, read_only=True)
     uow = providers.Selector(
         config.storage,
-        memory=providers.Factory(MemoryUnitOfWork, store=store),
-        sql=providers.Factory(SqlUnitOfWork, engine=db_engine, now=clock.provided.now),
+        memory=providers.Factory(MemoryUnitOfWork, store=store, outbox=outbox),
+        sql=providers.Factory(
+            SqlUnitOfWork, engine=db_engine, now=clock.provided.now, outbox=outbox
+        ),
     )
     read_model = providers.Selector(
         config.storage,
@@ -222,6 +256,55 @@ class Delivery(containers.DeclarativeContainer):
     )
 
 
+def kafka_producer(settings: dict[str, Any]) -> Iterator[Any]:
+    """Resource: the Kafka producer, flushed on shutdown (confluent-kafka loads only here)."""
+    from stockalert.adapters.kafka.producer import kafka_producer as resource
+
+    yield from resource(settings)
+
+
+def outbox_relay(
+    store: OutboxStore, producer: Any, bootstrap: str, topics: Topics, now: Any, interval_s: float
+) -> Any:
+    """The relay publishing the outbox to Kafka (one at a time, through a lease)."""
+    from stockalert.adapters.kafka.relay import KafkaOutboxLog, OutboxRelay
+
+    owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    names = [s.name for s in topics.specs() if s.name != topics.dead_letter]
+    return OutboxRelay(
+        store, KafkaOutboxLog(producer, bootstrap), names, owner, now, interval_s=interval_s
+    )
+
+
+class Messaging(containers.DeclarativeContainer):
+    """Kafka for a role that writes the outbox: the producer and the outbox relay."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.DependenciesContainer()
+
+    producer = providers.Resource(kafka_producer, settings=config.kafka.producer)
+    outbox_store = providers.Selector(
+        config.storage,
+        memory=providers.Singleton(MemoryOutboxStore, store=core.store),
+        sql=providers.Singleton(SqlOutboxStore, engine=core.db_engine, now=core.clock.provided.now),
+    )
+    relay = providers.Singleton(
+        outbox_relay,
+        store=outbox_store,
+        producer=producer,
+        bootstrap=config.kafka.bootstrap,
+        topics=core.topics,
+        now=core.clock.provided.now,
+        interval_s=config.kafka.relay_interval_s,
+    )
+    # The relay wakes as soon as a commit wrote the outbox (else it looks every interval).
+    handlers = providers.Selector(
+        config.transport,
+        inprocess=providers.Object(HandlerSet()),
+        kafka=providers.Singleton(bootstrap.outbox_wakeups, relay=relay),
+    )
+
+
 class Cleanup(containers.DeclarativeContainer):
     """Retention."""
 
@@ -243,13 +326,15 @@ def _bus(core: Any, *parts: Any) -> providers.Singleton[Any]:
 
 
 class CommandApi(containers.DeclarativeContainer):
-    """`serve command-api`: CommandService on STOCKALERT_GRPC_ADDR."""
+    """`serve command-api`: CommandService on STOCKALERT_GRPC_ADDR; with Kafka, subscription
+    changes go out through the outbox."""
 
     config = providers.Configuration(strict=True)
     core = providers.Container(Core, config=config)
     auth = providers.Container(Authentication, config=config, core=core)
     accounts = providers.Container(Accounts, core=core, auth=auth)
-    bus = _bus(core, auth, accounts)
+    messaging = providers.Container(Messaging, config=config, core=core)
+    bus = _bus(core, auth, accounts, messaging)
     grpc_server = providers.Resource(
         serve, bus=bus, address=config.grpc_addr, services=("command",)
     )
@@ -267,12 +352,14 @@ class QueryApi(containers.DeclarativeContainer):
 
 
 class Collector(containers.DeclarativeContainer):
-    """`serve collector`: the collection cycle."""
+    """`serve collector`: the collection cycle; with Kafka, each new quote goes out to
+    to-alert-system through the outbox."""
 
     config = providers.Configuration(strict=True)
     core = providers.Container(Core, config=config)
     collection = providers.Container(Collection, config=config, core=core)
-    bus = _bus(core, collection)
+    messaging = providers.Container(Messaging, config=config, core=core)
+    bus = _bus(core, collection, messaging)
 
 
 class Notifier(containers.DeclarativeContainer):
@@ -311,6 +398,42 @@ class Embedded(containers.DeclarativeContainer):
     )
 
 
+def kafka_administrator(bootstrap: str, client_id: str) -> Any:
+    """The admin client of the kafka-admin role (confluent-kafka loads only here)."""
+    from stockalert.adapters.kafka.admin import KafkaAdministrator
+
+    return KafkaAdministrator(bootstrap, client_id)
+
+
+def kafka_administration(admin: Any, topics: Topics) -> HandlerSet:
+    """The kafka-admin role's handler set."""
+    from stockalert.adapters.kafka.admin import administration
+
+    return administration(admin=admin, topics=topics)
+
+
+def no_storage() -> UnitOfWork:
+    """kafka-admin's bus has no database: asking for one is a bug."""
+    raise RuntimeError("the kafka-admin role has no database")
+
+
+class KafkaAdmin(containers.DeclarativeContainer):
+    """`serve kafka-admin`: topics and cluster health; no database."""
+
+    config = providers.Configuration(strict=True)
+    clock = providers.Singleton(SystemClock)
+    topics = providers.Singleton(topics_of, config.kafka.topics)
+    admin = providers.Singleton(
+        kafka_administrator, bootstrap=config.kafka.bootstrap, client_id=config.kafka.client_id
+    )
+    bus = providers.Singleton(
+        bootstrap.build_bus,
+        uow_factory=providers.Object(no_storage),
+        clock=clock,
+        handler_sets=providers.List(providers.Singleton(kafka_administration, admin, topics)),
+    )
+
+
 def in_memory_config(**overrides: Any) -> dict[str, Any]:
     """A complete in-memory configuration of every part, for tests and library use."""
     config: dict[str, Any] = {
@@ -335,6 +458,20 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
         "mail": {"kind": "memory", "outbox_dir": "outbox"},
         "mail_retry": {"base_s": 30.0, "max_s": 900.0},
         "prices": {"kind": "static", "path": ""},
+        "transport": "inprocess",
+        "kafka": {
+            "bootstrap": "",
+            "client_id": "stockalert-test",
+            "topics": {"prefix": "", "partitions": 6, "replication": 3, "min_insync": 2},
+            "producer": {
+                "bootstrap": "",
+                "client_id": "stockalert-test",
+                "linger_ms": 5,
+                "compression": "lz4",
+            },
+            "admin_interval_s": 120.0,
+            "relay_interval_s": 1.0,
+        },
     }
     config.update(overrides)
     return config

@@ -55,18 +55,33 @@ ROLE_WIRING: dict[str, tuple[Any, Callable[[Mapping[str, str]], dict[str, Any]]]
     "collector": (containers.Collector, settings.collector_config),
     "notifier": (containers.Notifier, settings.notifier_config),
     "cleaner": (containers.Cleaner, settings.cleaner_config),
+    "kafka-admin": (containers.KafkaAdmin, settings.kafka_admin_config),
     "embedded": (containers.Embedded, settings.embedded_config),
 }
+# No broker listens there: building a container connects to nothing.
+KAFKA = {"STOCKALERT_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
 
 
-@pytest.mark.parametrize("role", sorted(ROLE_WIRING))
-def test_every_role_container_is_complete_from_its_own_settings(role: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("role", "kafka"),
+    [
+        pytest.param(role, kafka, id=f"{role}-{'kafka' if kafka else 'inprocess'}")
+        for role in sorted(ROLE_WIRING)
+        for kafka in (False, True)
+        if kafka or role != "kafka-admin"  # kafka-admin's settings refuse to go without
+    ],
+)
+def test_every_role_container_is_complete_from_its_own_settings(
+    role: str, kafka: bool, tmp_path: Path
+) -> None:
     """Each role's settings fill its container: check_dependencies() finds nothing undefined
-    and the bus (the handler sets of the role) is built without any other role's option."""
+    and the bus (the handler sets of the role) is built without any other role's option,
+    with and without Kafka."""
     role_type, role_settings = ROLE_WIRING[role]
     env = embedded_env(tmp_path, STOCKALERT_AUTH_SECRET=SECRET, STOCKALERT_DB_URL="memory://")
-    container = build_container(role_type, role_settings(env))  # checks its dependencies
+    container = build_container(role_type, role_settings(env | (KAFKA if kafka else {})))
     assert isinstance(container.bus(), MessageBus)
+    container.shutdown_resources()
 
 
 def test_the_registry_is_the_cli_serve_choices_and_every_role_has_its_module(

@@ -33,7 +33,7 @@ def loops(config: Mapping[str, Any]) -> list[Loop]:
     return [Loop("cleaner", (cleanup_command(retention),), float(retention["interval_s"]))]
 
 
-def plan(config: Mapping[str, Any]) -> Plan:
+def plan(config: Mapping[str, Any], container: Any) -> Plan:
     """The retention loop alone, on the shared database."""
     return Plan(ROLE, loops=loops(config))
 

@@ -24,9 +24,10 @@ def loops(config: Mapping[str, Any]) -> list[Loop]:
     return [Loop("collector", (command,), float(config["collect_interval"]))]
 
 
-def plan(config: Mapping[str, Any]) -> Plan:
-    """The collection loop alone, on the shared database."""
-    return Plan(ROLE, loops=loops(config))
+def plan(config: Mapping[str, Any], container: Any) -> Plan:
+    """The collection loop on the shared database; with Kafka, the outbox relay publishes
+    each new quote to to-alert-system."""
+    return Plan(ROLE, loops=loops(config), workers=runtime.outbox_relay_workers(config, container))
 
 
 if __name__ == "__main__":

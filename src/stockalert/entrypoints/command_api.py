@@ -17,9 +17,10 @@ CONTAINER = CommandApi
 settings = command_api_config  # ConfigError names a missing or bad variable
 
 
-def plan(config: Mapping[str, Any]) -> Plan:
-    """CommandService on STOCKALERT_GRPC_ADDR, on the write database."""
-    return Plan(ROLE, grpc=True)
+def plan(config: Mapping[str, Any], container: Any) -> Plan:
+    """CommandService on STOCKALERT_GRPC_ADDR, on the write database; with Kafka, the outbox
+    relay publishes subscription changes."""
+    return Plan(ROLE, grpc=True, workers=runtime.outbox_relay_workers(config, container))
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ def loops(config: Mapping[str, Any]) -> list[Loop]:
     return [Loop("notifier", (RetryPendingNotifications(),), float(config["delivery_interval"]))]
 
 
-def plan(config: Mapping[str, Any]) -> Plan:
+def plan(config: Mapping[str, Any], container: Any) -> Plan:
     """The delivery loop alone, on the shared database."""
     return Plan(ROLE, loops=loops(config))
 

@@ -17,10 +17,10 @@ CONTAINER = QueryApi
 settings = query_api_config  # ConfigError names a missing or bad variable
 
 
-def plan(config: Mapping[str, Any]) -> Plan:
+def plan(config: Mapping[str, Any], container: Any) -> Plan:
     """QueryService on STOCKALERT_QUERY_ADDR, reading through STOCKALERT_READ_DB_URL only: no
     write connection is opened, nothing is migrated."""
-    return Plan(ROLE, grpc=True, writes=False)
+    return Plan(ROLE, grpc=True, database="read")
 
 
 if __name__ == "__main__":

@@ -41,9 +41,30 @@ VARIABLES = {
     "STOCKALERT_KEEP_QUOTES": "...but always the newest N per followed ticker (default 20)",
     "STOCKALERT_REQUEST_TTL_S": "how long stored command replies are kept (default 86400)",
     "STOCKALERT_CLEAN_INTERVAL": "seconds between clean-ups (default 3600)",
+    "STOCKALERT_KAFKA_BOOTSTRAP": "Kafka brokers HOST:PORT,...; set: the roles talk through"
+    " Kafka (events written to the outbox, published by a relay); unset: nothing is published",
+    "STOCKALERT_KAFKA_TOPIC_PREFIX": "prefix of every topic name (several deployments on one"
+    " cluster; default none)",
+    "STOCKALERT_KAFKA_PARTITIONS": "partitions of to-alert-system, to-notifier and the"
+    " subscription changes (default 6)",
+    "STOCKALERT_KAFKA_REPLICATION": "replication factor of every topic (default 3)",
+    "STOCKALERT_KAFKA_MIN_INSYNC": "min.insync.replicas of every topic (default 2)",
+    "STOCKALERT_KAFKA_LINGER_MS": "producer linger.ms (default 5)",
+    "STOCKALERT_KAFKA_COMPRESSION": "producer compression: none, gzip, snappy, lz4, zstd"
+    " (default lz4)",
+    "STOCKALERT_KAFKA_ADMIN_INTERVAL": "seconds between two cluster health checks (default 120)",
+    "STOCKALERT_OUTBOX_INTERVAL": "seconds between two looks of the outbox relay for rows it"
+    " was not woken for (default 1)",
 }
 
 _CORE = ("STOCKALERT_DB_URL", "STOCKALERT_STATE_DIR")
+_KAFKA = (
+    "STOCKALERT_KAFKA_BOOTSTRAP",
+    "STOCKALERT_KAFKA_TOPIC_PREFIX",
+    "STOCKALERT_KAFKA_LINGER_MS",
+    "STOCKALERT_KAFKA_COMPRESSION",
+    "STOCKALERT_OUTBOX_INTERVAL",
+)
 
 
 @attrs.frozen
@@ -70,8 +91,9 @@ ROLES: dict[str, Role] = {
             "command-api",
             "stockalert.entrypoints.command_api",
             "The command side (gRPC CommandService): register, log in, set and remove "
-            "subscriptions, delete the account; every command at most once per request id.",
-            (*_CORE, "STOCKALERT_AUTH_SECRET", "STOCKALERT_GRPC_ADDR"),
+            "subscriptions, delete the account; every command at most once per request id. "
+            "With Kafka, subscription changes go to the compacted subscription-changes topic.",
+            (*_CORE, "STOCKALERT_AUTH_SECRET", "STOCKALERT_GRPC_ADDR", *_KAFKA),
         ),
         Role(
             "query-api",
@@ -84,7 +106,8 @@ ROLES: dict[str, Role] = {
             "collector",
             "stockalert.entrypoints.collector",
             "Every STOCKALERT_COLLECT_INTERVAL seconds: fetch the tickers in use in one batch "
-            "(behind the circuit breaker), store the new quotes, mark ticker statuses.",
+            "(behind the circuit breaker), store the new quotes, mark ticker statuses. With "
+            "Kafka, one PriceUpdated per new quote goes to to-alert-system, key = ticker.",
             (
                 *_CORE,
                 "STOCKALERT_PRICE_SOURCE",
@@ -94,6 +117,7 @@ ROLES: dict[str, Role] = {
                 "STOCKALERT_BREAKER_FAILURES",
                 "STOCKALERT_BREAKER_RECOVERY_S",
                 "STOCKALERT_BREAKER_SLOW_S",
+                *_KAFKA,
             ),
         ),
         Role(
@@ -130,6 +154,21 @@ ROLES: dict[str, Role] = {
                 "STOCKALERT_KEEP_QUOTES",
                 "STOCKALERT_REQUEST_TTL_S",
                 "STOCKALERT_CLEAN_INTERVAL",
+            ),
+        ),
+        Role(
+            "kafka-admin",
+            "stockalert.entrypoints.kafka_admin",
+            "Creates the Kafka topics that are missing (RF and min.insync.replicas from the "
+            "settings; an existing topic with other settings is reported), then logs the "
+            "cluster's health every STOCKALERT_KAFKA_ADMIN_INTERVAL seconds.",
+            (
+                "STOCKALERT_KAFKA_BOOTSTRAP",
+                "STOCKALERT_KAFKA_TOPIC_PREFIX",
+                "STOCKALERT_KAFKA_PARTITIONS",
+                "STOCKALERT_KAFKA_REPLICATION",
+                "STOCKALERT_KAFKA_MIN_INSYNC",
+                "STOCKALERT_KAFKA_ADMIN_INTERVAL",
             ),
         ),
     )

@@ -14,7 +14,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import FrameType, ModuleType
-from typing import Any
+from typing import Any, Literal
 
 import attrs
 from sqlalchemy import Engine, text
@@ -109,42 +109,88 @@ def wait_for_database(engine: Engine, halt: threading.Event, *, migrate: bool) -
 
 
 @attrs.frozen
+class Worker:
+    """A long-running task of a process (an outbox relay, a Kafka consumer): runs until the
+    event it is given is set."""
+
+    name: str
+    target: Callable[[threading.Event], None]
+
+
+@attrs.frozen
 class Plan:
-    """What a process runs: its loops, the commands sent once at start, a gRPC server."""
+    """What a process runs: its loops and workers, the commands sent once at start (retried
+    until they succeed), a gRPC server."""
 
     name: str
     loops: Sequence[Loop] = ()
     startup: Sequence[Command] = ()
     grpc: bool = False
-    # The database this process needs: the write one (migrated at start), else the read one.
-    writes: bool = True
+    workers: Sequence[Worker] = ()
+    # The database this process needs: the write one (migrated at start), the read one, or
+    # none at all (kafka-admin).
+    database: Literal["write", "read"] | None = "write"
 
 
-def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "") -> None:
-    """Run `plan` over `container` until `halt` is set; resources are shut down on the way out
-    (producers flushed, connections closed, the gRPC server stopped with a grace period)."""
-    try:
-        core = container.core
-        if core.config.storage() == "sql":
-            engine = core.db_engine() if plan.writes else core.read_db_engine()
-            if not wait_for_database(engine, halt, migrate=plan.writes):
-                return
-        bus: MessageBus = container.bus()
-        for command in plan.startup:
+def _start_up(bus: MessageBus, commands: Sequence[Command], halt: threading.Event) -> bool:
+    """Each command once, retried with backoff while it raises (Kafka or the database not
+    reachable yet); False when halted first."""
+    for command in commands:
+        delay = 1.0
+        while not halt.is_set():
             try:
                 bus.handle(command)
             except HandlerFailed:
                 # Logged with their tracebacks; what they left undone (an alert not yet
                 # e-mailed) is PENDING in the database, and the loops pick it up.
                 log.warning("event=startup_incomplete command=%s", type(command).__name__)
+            except Exception as err:  # noqa: BLE001 - any failure at start is retried
+                log.warning(
+                    "event=startup_retry command=%s retry_in_s=%g error=%r",
+                    type(command).__name__,
+                    delay,
+                    str(err)[:200],
+                )
+                halt.wait(delay)
+                delay = min(delay * 2, MAX_BACKOFF_S)
+                continue
+            break
+    return not halt.is_set()
+
+
+def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "") -> None:
+    """Run `plan` over `container` until `halt` is set; resources are shut down on the way out
+    (producers flushed, connections closed, the gRPC server stopped with a grace period)."""
+    try:
+        if plan.database is not None and container.core.config.storage() == "sql":
+            write = plan.database == "write"
+            core = container.core
+            engine = core.db_engine() if write else core.read_db_engine()
+            if not wait_for_database(engine, halt, migrate=write):
+                return
+        bus: MessageBus = container.bus()
+        if not _start_up(bus, plan.startup, halt):
+            return
         port = ""
         if plan.grpc:
             server = container.grpc_server()
             assert isinstance(server, RunningServer)
             port = f" grpc_port={server.port}"
-        threads = [Periodic(loop, bus, halt) for loop in plan.loops]
+        threads: list[threading.Thread] = [Periodic(loop, bus, halt) for loop in plan.loops]
+        threads += [
+            threading.Thread(target=w.target, args=(halt,), name=w.name, daemon=True)
+            for w in plan.workers
+        ]
         loops = ",".join(f"{loop.name}:{loop.interval_s:g}s" for loop in plan.loops) or "-"
-        log.info("event=started role=%s%s loops=%s%s", plan.name, port, loops, describe)
+        workers = ",".join(w.name for w in plan.workers) or "-"
+        log.info(
+            "event=started role=%s%s loops=%s workers=%s%s",
+            plan.name,
+            port,
+            loops,
+            workers,
+            describe,
+        )
         for thread in threads:
             thread.start()
         halt.wait()
@@ -154,6 +200,14 @@ def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "")
     finally:
         container.shutdown_resources()
         log.info("event=stopped role=%s", plan.name)
+
+
+def outbox_relay_workers(config: Mapping[str, Any], container: Any) -> list[Worker]:
+    """With Kafka, a role that writes the outbox also runs a relay (one of them holds the
+    lease and publishes at a time); without, nothing."""
+    if config["transport"] != "kafka":
+        return []
+    return [Worker("outbox-relay", container.messaging.relay().run)]
 
 
 def assemble(container_type: Callable[[], Any], config: dict[str, Any]) -> Any:
@@ -166,7 +220,8 @@ def assemble(container_type: Callable[[], Any], config: dict[str, Any]) -> Any:
 
 def run_role(role: ModuleType, config: Mapping[str, Any], stop: threading.Event) -> None:
     """Run a role module (`entrypoints/<role>.py`: CONTAINER, plan) until `stop` is set."""
-    serve(assemble(role.CONTAINER, dict(config)), role.plan(config), stop)
+    container = assemble(role.CONTAINER, dict(config))
+    serve(container, role.plan(config, container), stop)
 
 
 def main_for(role: str) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from pathlib import Path
@@ -166,11 +167,62 @@ def storage_config(environ: Mapping[str, str]) -> dict[str, str]:
     }
 
 
-def core_config(environ: Mapping[str, str]) -> dict[str, Any]:
-    """What every role reads: the database URLs and the state folder."""
+def kafka_config(environ: Mapping[str, str], client_id: str) -> dict[str, Any]:
+    """STOCKALERT_KAFKA_*: set STOCKALERT_KAFKA_BOOTSTRAP and the roles talk through Kafka
+    (transport "kafka"); unset, events stay in the process (transport "inprocess")."""
+    bootstrap = environ.get("STOCKALERT_KAFKA_BOOTSTRAP", "").strip()
+    for server in filter(None, bootstrap.split(",")):
+        host, sep, port = server.strip().rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) <= 65535:
+            raise ConfigError(
+                f"STOCKALERT_KAFKA_BOOTSTRAP={bootstrap!r} must be HOST:PORT[,HOST:PORT...]"
+            )
+    prefix = environ.get("STOCKALERT_KAFKA_TOPIC_PREFIX", "").strip()
+    if prefix and not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", prefix):
+        raise ConfigError(
+            f"STOCKALERT_KAFKA_TOPIC_PREFIX={prefix!r} may hold only letters, digits, . _ -"
+        )
+    replication = _count(environ, "STOCKALERT_KAFKA_REPLICATION", 3)
+    min_insync = _count(environ, "STOCKALERT_KAFKA_MIN_INSYNC", min(2, replication))
+    if min_insync > replication:
+        raise ConfigError(
+            f"STOCKALERT_KAFKA_MIN_INSYNC={min_insync} must not exceed "
+            f"STOCKALERT_KAFKA_REPLICATION={replication}"
+        )
+    compression = environ.get("STOCKALERT_KAFKA_COMPRESSION", "").strip() or "lz4"
+    if compression not in ("none", "gzip", "snappy", "lz4", "zstd"):
+        raise ConfigError(
+            f"STOCKALERT_KAFKA_COMPRESSION={compression!r} must be none, gzip, snappy, lz4 or zstd"
+        )
+    return {
+        "transport": "kafka" if bootstrap else "inprocess",
+        "kafka": {
+            "bootstrap": bootstrap,
+            "client_id": client_id,
+            "topics": {
+                "prefix": prefix,
+                "partitions": _count(environ, "STOCKALERT_KAFKA_PARTITIONS", 6),
+                "replication": replication,
+                "min_insync": min_insync,
+            },
+            "producer": {
+                "bootstrap": bootstrap,
+                "client_id": client_id,
+                "linger_ms": _count(environ, "STOCKALERT_KAFKA_LINGER_MS", 5, minimum=0),
+                "compression": compression,
+            },
+            "admin_interval_s": _seconds(environ, "STOCKALERT_KAFKA_ADMIN_INTERVAL", 120.0),
+            "relay_interval_s": _seconds(environ, "STOCKALERT_OUTBOX_INTERVAL", 1.0),
+        },
+    }
+
+
+def core_config(environ: Mapping[str, str], role: str = "stockalert") -> dict[str, Any]:
+    """What every role reads: the database URLs, the state folder and the transport."""
     return {
         **storage_config(environ),
         "state_dir": environ.get("STOCKALERT_STATE_DIR", "").strip() or DEFAULT_STATE_DIR,
+        **kafka_config(environ, f"stockalert-{role}"),
     }
 
 
@@ -239,7 +291,7 @@ def _checked_secret(secret: str) -> str:
 def command_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """`serve command-api`."""
     return {
-        **core_config(environ),
+        **core_config(environ, "command-api"),
         "auth_secret": _required_secret(environ, "command-api"),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
     }
@@ -248,7 +300,7 @@ def command_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
 def query_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """`serve query-api`."""
     return {
-        **core_config(environ),
+        **core_config(environ, "query-api"),
         "auth_secret": _required_secret(environ, "query-api"),
         "query_addr": _address(environ, "STOCKALERT_QUERY_ADDR", DEFAULT_QUERY_ADDR),
     }
@@ -256,17 +308,17 @@ def query_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def collector_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """`serve collector`: price source, interval, staleness, fetch timeout, breaker."""
-    return {**core_config(environ), **_collection(environ)}
+    return {**core_config(environ, "collector"), **_collection(environ)}
 
 
 def notifier_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """`serve notifier`: the mailer, retry backoff and how often due e-mails are looked for."""
-    return {**core_config(environ), **_delivery(environ)}
+    return {**core_config(environ, "notifier"), **_delivery(environ)}
 
 
 def cleaner_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """`serve cleaner`: retention."""
-    return {**core_config(environ), "cleaner": retention_config(environ)}
+    return {**core_config(environ, "cleaner"), "cleaner": retention_config(environ)}
 
 
 def _prices(environ: Mapping[str, str]) -> dict[str, str]:
@@ -304,8 +356,10 @@ def _auth_secret(environ: Mapping[str, str], state_dir: Path) -> str:
 
 def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """`stockalert run` (and `check-config`): every role's settings; the token key is
-    generated into the state folder when STOCKALERT_AUTH_SECRET is unset."""
-    core = core_config(environ)
+    generated into the state folder when STOCKALERT_AUTH_SECRET is unset. The embedded run
+    keeps its events in the process, whatever STOCKALERT_KAFKA_BOOTSTRAP says."""
+    core = core_config(environ, "embedded")
+    core["transport"] = "inprocess"
     return {
         **core,
         "cleaner": retention_config(environ),
@@ -314,3 +368,11 @@ def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
         **_delivery(environ),
         **_collection(environ),
     }
+
+
+def kafka_admin_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`serve kafka-admin`: Kafka only (no database)."""
+    config = kafka_config(environ, "stockalert-kafka-admin")
+    if config["transport"] != "kafka":
+        raise ConfigError("STOCKALERT_KAFKA_BOOTSTRAP is required by kafka-admin: HOST:PORT,...")
+    return config

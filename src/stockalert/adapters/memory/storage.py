@@ -9,13 +9,15 @@ half-written" hold here exactly as they must on a database. Used by unit tests, 
 from __future__ import annotations
 
 import bisect
+import itertools
 import threading
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
+from stockalert.adapters.outbox import Checkpoints, OutboxEncoder, OutboxRow
 from stockalert.domain.commands import RequestKey
 from stockalert.domain.events import Event
 from stockalert.domain.model import (
@@ -55,6 +57,10 @@ class MemoryStore:
         self.collected_at: dict[Ticker, datetime] = {}
         self.notifications: dict[str, NotificationRecord] = {}
         self.requests: dict[RequestKey, StoredReply] = {}
+        self.outbox: dict[int, OutboxRow] = {}
+        self.outbox_ids = itertools.count(1)
+        self.outbox_checkpoints: dict[tuple[str, int], int] = {}
+        self.leases: dict[str, tuple[str, datetime]] = {}
 
     def snapshot(self, *, without: Collection[str] = ()) -> dict[str, dict[Any, Any]]:
         """A copy of every table (but those named in `without`), to compare before and after:
@@ -328,8 +334,9 @@ class MemoryRequestLedger(_Repo):
 class MemoryUnitOfWork:
     """A transaction over a MemoryStore: holds the store lock from enter to exit."""
 
-    def __init__(self, store: MemoryStore) -> None:
+    def __init__(self, store: MemoryStore, outbox: OutboxEncoder | None = None) -> None:
         self._store = store
+        self._outbox = outbox
         self._journal: _Journal | None = None
         self._pending: list[Event] = []
         self._committed: list[Event] = []
@@ -368,6 +375,11 @@ class MemoryUnitOfWork:
 
     def commit(self) -> None:
         journal = self._current_journal()
+        if self._outbox is not None:
+            # The transactional outbox: the messages of this transaction's events.
+            for message in filter(None, map(self._outbox, self._pending)):
+                outbox_id = next(self._store.outbox_ids)
+                self._store.outbox[outbox_id] = OutboxRow(outbox_id, message)
         journal.undo.clear()
         self._committed.extend(self._pending)
         self._pending = []
@@ -398,6 +410,35 @@ class MemoryUnitOfWork:
     def collect_events(self) -> Iterator[Event]:
         while self._committed:
             yield self._committed.pop(0)
+
+
+class MemoryOutboxStore:
+    """OutboxStore over a MemoryStore (unit tests of the relay)."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def pending(self, limit: int) -> list[OutboxRow]:
+        with self._store.lock:
+            return [self._store.outbox[i] for i in sorted(self._store.outbox)[:limit]]
+
+    def checkpoints(self) -> dict[tuple[str, int], int]:
+        with self._store.lock:
+            return dict(self._store.outbox_checkpoints)
+
+    def publish_done(self, outbox_ids: Collection[int], checkpoints: Checkpoints) -> None:
+        with self._store.lock:
+            for outbox_id in outbox_ids:
+                self._store.outbox.pop(outbox_id, None)
+            self._store.outbox_checkpoints.update(checkpoints)
+
+    def take_lease(self, name: str, owner: str, now: datetime, ttl: timedelta) -> bool:
+        with self._store.lock:
+            holder = self._store.leases.get(name)
+            if holder is not None and holder[0] != owner and holder[1] >= now:
+                return False
+            self._store.leases[name] = (owner, now + ttl)
+            return True
 
 
 class MemoryReadModel:

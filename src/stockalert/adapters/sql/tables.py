@@ -179,3 +179,35 @@ ticker_status = Table(
     Column("reason", String(200), nullable=True),
     Column("updated_at", UtcDateTime(), nullable=False),
 )
+
+outbox = Table(
+    "outbox",
+    metadata,
+    Column(
+        "outbox_id",
+        BigInteger().with_variant(Integer(), "sqlite"),
+        primary_key=True,
+        autoincrement=True,
+    ),
+    Column("topic", String(249), nullable=False),  # 249: Kafka's longest topic name
+    Column("message_key", String(255), nullable=False),
+    Column("message_value", Text(), nullable=False),  # the encoded event (UTF-8 JSON)
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+outbox_checkpoints = Table(
+    "outbox_checkpoints",
+    metadata,
+    Column("topic", String(249), primary_key=True),
+    Column("kafka_partition", Integer(), primary_key=True),
+    # The offset after the last message the relay knows it published to this partition.
+    Column("next_offset", BigInteger(), nullable=False),
+)
+
+leases = Table(
+    "leases",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("owner", String(128), nullable=False),
+    Column("expires_at", UtcDateTime(), nullable=False),
+)

@@ -11,6 +11,8 @@ from typing import Self
 from sqlalchemy import Connection, Engine, RootTransaction
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
+from stockalert.adapters.outbox import OutboxEncoder, OutboxMessage
+from stockalert.adapters.sql.outbox import write_messages
 from stockalert.adapters.sql.repositories import (
     SqlAlertProgressRepository,
     SqlAlertStateRepository,
@@ -35,8 +37,12 @@ def is_outage(error: BaseException) -> bool:
 class SqlUnitOfWork:
     """UnitOfWork port over a SQLAlchemy engine; database outages surface as Unavailable."""
 
-    def __init__(self, engine: Engine, now: Callable[[], datetime]) -> None:
+    def __init__(
+        self, engine: Engine, now: Callable[[], datetime], outbox: OutboxEncoder | None = None
+    ) -> None:
         self._engine = engine
+        self._now = now
+        self._outbox = outbox
         self._connection: Connection | None = None
         self._transaction: RootTransaction | None = None
         self._pending: list[Event] = []
@@ -92,6 +98,10 @@ class SqlUnitOfWork:
     def commit(self) -> None:
         if self._connection is None:
             raise RuntimeError("use the unit of work inside a `with` block")
+        messages = self._outbox_messages()
+        if messages:
+            # The transactional outbox: the messages commit with the change, or not at all.
+            write_messages(self._conn(), messages, self._now())
         if self._transaction is not None and self._transaction.is_active:
             try:
                 self._transaction.commit()
@@ -102,6 +112,11 @@ class SqlUnitOfWork:
         self._transaction = None  # the next statement begins the next transaction
         self._committed.extend(self._pending)
         self._pending = []
+
+    def _outbox_messages(self) -> list[OutboxMessage]:
+        if self._outbox is None:
+            return []
+        return [m for m in map(self._outbox, self._pending) if m is not None]
 
     def rollback(self) -> None:
         if self._transaction is not None and self._transaction.is_active:

@@ -1,0 +1,246 @@
+"""Topics and cluster health: what the kafka-admin role does.
+
+`ensure_topics` creates the topics that are missing, with their partitions, replication
+factor and configuration, and reports an existing topic whose settings differ (it never
+changes one: fewer partitions or another replication factor would need an operator).
+`health` reads the cluster metadata: brokers online, the controller, and per topic its
+partitions, leaders, in-sync replica counts, under-replicated and offline partitions.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import partial
+
+import attrs
+from confluent_kafka import KafkaException
+from confluent_kafka.admin import (
+    AdminClient,
+    ClusterMetadata,
+    ConfigResource,
+    NewTopic,
+    ResourceType,
+)
+
+from stockalert.adapters.kafka.topics import Topics, TopicSpec
+from stockalert.domain.commands import Command
+from stockalert.domain.messagebus import HandlerSet
+from stockalert.domain.ports import UnitOfWork
+
+log = logging.getLogger(__name__)
+
+
+@attrs.frozen
+class EnsureReport:
+    """What ensure_topics found and did."""
+
+    created: list[str]
+    present: list[str]
+    mismatches: list[str]  # "topic: what differs"
+
+
+@attrs.frozen
+class TopicHealth:
+    """One topic's partitions as the metadata shows them."""
+
+    name: str
+    partitions: int
+    leaders: list[int]  # -1: no leader (offline)
+    isr: list[int]  # in-sync replicas per partition
+    replicas: int
+
+    @property
+    def under_replicated(self) -> int:
+        return sum(1 for n in self.isr if n < self.replicas)
+
+    @property
+    def offline(self) -> int:
+        return sum(1 for leader in self.leaders if leader < 0)
+
+
+@attrs.frozen
+class ClusterHealth:
+    """Brokers, controller and topics."""
+
+    brokers: list[int]
+    controller: int
+    topics: list[TopicHealth]
+    missing: list[str]
+
+
+class KafkaAdministrator:
+    """Kafka's admin API, for the kafka-admin role and the tests."""
+
+    def __init__(self, bootstrap: str, client_id: str = "stockalert-admin", timeout_s: float = 15):
+        self._admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": client_id})
+        self._timeout_s = timeout_s
+
+    def ensure_topics(self, specs: Sequence[TopicSpec]) -> EnsureReport:
+        """Create the missing topics; report the existing ones that differ from their spec."""
+        metadata = self._admin.list_topics(timeout=self._timeout_s)
+        missing = [s for s in specs if s.name not in metadata.topics]
+        created = []
+        if missing:
+            futures = self._admin.create_topics(
+                [
+                    NewTopic(s.name, s.partitions, s.replication, config=dict(s.config))
+                    for s in missing
+                ],
+                request_timeout=self._timeout_s,
+            )
+            for name, future in futures.items():
+                try:
+                    future.result()
+                except KafkaException as err:
+                    if err.args[0].name() != "TOPIC_ALREADY_EXISTS":  # created meanwhile
+                        raise
+                created.append(name)
+        present = [s for s in specs if s.name in metadata.topics]
+        mismatches = self._differences(present, metadata) if present else []
+        return EnsureReport(sorted(created), sorted(s.name for s in present), mismatches)
+
+    def _differences(self, specs: Sequence[TopicSpec], metadata: ClusterMetadata) -> list[str]:
+        topics = metadata.topics
+        found: list[str] = []
+        resources = [ConfigResource(ResourceType.TOPIC, s.name) for s in specs]
+        configs = {
+            resource.name: future.result(timeout=self._timeout_s)
+            for resource, future in self._admin.describe_configs(
+                resources, request_timeout=self._timeout_s
+            ).items()
+        }
+        for spec in specs:
+            partitions = topics[spec.name].partitions
+            if len(partitions) != spec.partitions:
+                found.append(
+                    f"{spec.name}: {len(partitions)} partitions, expected {spec.partitions}"
+                )
+            replication = {len(p.replicas) for p in partitions.values()}
+            if replication != {spec.replication}:
+                shown = ",".join(map(str, sorted(replication)))
+                found.append(
+                    f"{spec.name}: replication factor {shown}, expected {spec.replication}"
+                )
+            entries = configs[spec.name]
+            for key, wanted in sorted(spec.config.items()):
+                actual = entries[key].value if key in entries else None
+                if actual != wanted:
+                    found.append(f"{spec.name}: {key}={actual}, expected {wanted}")
+        return found
+
+    def health(self, names: Sequence[str]) -> ClusterHealth:
+        """The cluster as its metadata shows it now."""
+        metadata = self._admin.list_topics(timeout=self._timeout_s)
+        topics = []
+        for name in names:
+            topic = metadata.topics.get(name)
+            if topic is None:
+                continue
+            parts = [topic.partitions[p] for p in sorted(topic.partitions)]
+            topics.append(
+                TopicHealth(
+                    name,
+                    len(parts),
+                    [p.leader for p in parts],
+                    [len(p.isrs) for p in parts],
+                    max((len(p.replicas) for p in parts), default=0),
+                )
+            )
+        return ClusterHealth(
+            sorted(metadata.brokers),
+            metadata.controller_id,
+            topics,
+            [n for n in names if n not in metadata.topics],
+        )
+
+    def delete_topics(self, names: Sequence[str]) -> None:
+        """Delete topics (tests start from an empty cluster this way)."""
+        futures = self._admin.delete_topics(list(names), request_timeout=self._timeout_s)
+        for future in futures.values():
+            try:
+                future.result()
+            except KafkaException as err:
+                if err.args[0].name() != "UNKNOWN_TOPIC_OR_PART":
+                    raise
+
+
+# ----- the kafka-admin role's commands -----------------------------------------------------------
+
+
+@attrs.frozen
+class EnsureTopics(Command):
+    """Create the missing topics; report those that differ."""
+
+
+@attrs.frozen
+class CheckCluster(Command):
+    """Log the cluster's health: one line for the cluster, one per topic."""
+
+
+def ensure_topics(
+    cmd: EnsureTopics, uow: UnitOfWork, *, admin: KafkaAdministrator, topics: Topics
+) -> EnsureReport:
+    """The topics of `topics`, created where missing; one line per topic."""
+    specs = topics.specs()
+    report = admin.ensure_topics(specs)
+    for spec in specs:
+        if spec.name in report.created:
+            log.info(
+                "event=kafka_topic_created topic=%s partitions=%d replication=%d config=%s",
+                spec.name,
+                spec.partitions,
+                spec.replication,
+                ",".join(f"{k}={v}" for k, v in sorted(spec.config.items())) or "-",
+            )
+        else:
+            log.info("event=kafka_topic_present topic=%s", spec.name)
+    for problem in report.mismatches:
+        log.error("event=kafka_topic_mismatch problem=%r", problem)
+    return report
+
+
+def check_cluster(
+    cmd: CheckCluster, uow: UnitOfWork, *, admin: KafkaAdministrator, topics: Topics
+) -> ClusterHealth:
+    """One structured line for the cluster, one per topic."""
+    health = admin.health([s.name for s in topics.specs()])
+    under = sum(t.under_replicated for t in health.topics)
+    offline = sum(t.offline for t in health.topics)
+    level = logging.INFO if not (under or offline or health.missing) else logging.WARNING
+    log.log(
+        level,
+        "event=kafka_cluster brokers=%d broker_ids=%s controller=%d topics=%d missing=%s "
+        "under_replicated=%d offline=%d",
+        len(health.brokers),
+        ",".join(map(str, health.brokers)),
+        health.controller,
+        len(health.topics),
+        ",".join(health.missing) or "-",
+        under,
+        offline,
+    )
+    for topic in health.topics:
+        log.log(
+            logging.INFO if not (topic.under_replicated or topic.offline) else logging.WARNING,
+            "event=kafka_topic topic=%s partitions=%d leaders=%s isr=%s replicas=%d "
+            "under_replicated=%d offline=%d",
+            topic.name,
+            topic.partitions,
+            ",".join(map(str, topic.leaders)),
+            ",".join(map(str, topic.isr)),
+            topic.replicas,
+            topic.under_replicated,
+            topic.offline,
+        )
+    return health
+
+
+def administration(*, admin: KafkaAdministrator, topics: Topics) -> HandlerSet:
+    """The kafka-admin role's handlers."""
+    return HandlerSet(
+        commands={
+            EnsureTopics: partial(ensure_topics, admin=admin, topics=topics),
+            CheckCluster: partial(check_cluster, admin=admin, topics=topics),
+        }
+    )

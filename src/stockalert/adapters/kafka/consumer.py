@@ -1,0 +1,190 @@
+"""The consumer: offsets committed only after the work is durable; nothing crashes it.
+
+Per message:
+- not an event we can read (CodecError) → sent to the dead-letter topic with the reason, the
+  source topic, partition and offset in headers (the original key and value kept), then its
+  offset is committed: the consumer moves on, no crash loop, no silent skip;
+- the handler raised (the database is down, a handler failed) → not committed: the consumer
+  seeks back to the message and tries it again after a growing pause (1 s … 30 s), still
+  polling, so the group keeps it;
+- handled → its offset is committed (synchronously) before the next message.
+
+Settings and why: `enable.auto.commit` off (commits follow the work); `auto.offset.reset`
+earliest (a new group reads what was published before it started); `session.timeout.ms` 10 s
+(the partitions of a killed instance move to the others within seconds, not the default
+45 s); `max.poll.interval.ms` 60 s (the loop calls poll at least every few seconds, even
+while retrying, so only a hung handler makes the instance leave the group);
+`isolation.level` read_committed (never read what a transactional producer aborted).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import attrs
+from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+
+from stockalert.adapters.kafka.codec import CodecError, decode
+from stockalert.adapters.kafka.producer import Headers, KafkaProducer
+from stockalert.adapters.outbox import OutboxMessage
+from stockalert.domain.events import Event
+
+log = logging.getLogger(__name__)
+
+DLQ_REASON = "stockalert-dlq-reason"
+DLQ_TOPIC = "stockalert-dlq-topic"
+DLQ_PARTITION = "stockalert-dlq-partition"
+DLQ_OFFSET = "stockalert-dlq-offset"
+MAX_RETRY_PAUSE_S = 30.0
+
+Partitions = list[tuple[str, int]]
+
+
+@attrs.frozen
+class ConsumerSettings:
+    """A consumer group member."""
+
+    bootstrap: str
+    group_id: str
+    client_id: str = "stockalert"
+    session_timeout_ms: int = 10_000
+    max_poll_interval_ms: int = 60_000
+
+
+def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
+    """librdkafka's configuration of a consumer with these settings (see the module doc)."""
+    return {
+        "bootstrap.servers": settings.bootstrap,
+        "group.id": settings.group_id,
+        "client.id": settings.client_id,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": settings.session_timeout_ms,
+        "heartbeat.interval.ms": max(1_000, settings.session_timeout_ms // 3),
+        "max.poll.interval.ms": settings.max_poll_interval_ms,
+        "isolation.level": "read_committed",
+    }
+
+
+class KafkaEventConsumer:
+    """Reads events from topics in a consumer group and hands each to `handle`."""
+
+    def __init__(
+        self,
+        settings: ConsumerSettings,
+        topics: Sequence[str],
+        handle: Callable[[Event], None],
+        dead_letters: KafkaProducer,
+        dead_letter_topic: str,
+        *,
+        on_assign: Callable[[Partitions], None] | None = None,
+        on_revoke: Callable[[Partitions], None] | None = None,
+        sleep: Callable[[float], object] | None = None,
+    ) -> None:
+        self._consumer = Consumer(consumer_config(settings))
+        self._topics = list(topics)
+        self._handle = handle
+        self._dead_letters = dead_letters
+        self._dead_letter_topic = dead_letter_topic
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._pause = threading.Event()
+        self._sleep = sleep or self._pause.wait
+        self._retry_s = 1.0
+        self._subscribed = False
+
+    def _subscribe(self) -> None:
+        if self._subscribed:
+            return
+
+        def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if self._on_assign is not None:
+                self._on_assign([(p.topic, p.partition) for p in partitions])
+
+        def revoked(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if self._on_revoke is not None:
+                self._on_revoke([(p.topic, p.partition) for p in partitions])
+
+        self._consumer.subscribe(self._topics, on_assign=assigned, on_revoke=revoked)
+        self._subscribed = True
+
+    def run(self, halt: threading.Event) -> None:
+        """Consume until `halt` is set, then leave the group."""
+        try:
+            while not halt.is_set():
+                self.poll_once(1.0)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        """Leave the group (its partitions go to the other members at once)."""
+        self._pause.set()
+        self._consumer.close()
+
+    def poll_once(self, timeout_s: float) -> bool:
+        """Wait up to `timeout_s` for one message and deal with it; True when one came."""
+        self._subscribe()
+        message = self._consumer.poll(timeout_s)
+        if message is None:
+            return False
+        error = message.error()
+        if error is not None:
+            if error.code() != KafkaError._PARTITION_EOF:
+                log.warning("event=kafka_consumer_error error=%r", error.str())
+            return False
+        try:
+            event = decode(message.value())
+        except CodecError as err:
+            self._dead_letter(message, str(err))
+            return True
+        try:
+            self._handle(event)
+        except Exception:
+            log.exception(
+                "event=kafka_handle_failed topic=%s partition=%s offset=%s retry_in_s=%g",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                self._retry_s,
+            )
+            self._again(message)
+            return True
+        self._retry_s = 1.0
+        self._consumer.commit(message=message, asynchronous=False)
+        return True
+
+    def _again(self, message: Message) -> None:
+        """Not committed: the same message comes again after a pause."""
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is not None and partition is not None and offset is not None:
+            self._consumer.seek(TopicPartition(topic, partition, offset))
+        self._sleep(self._retry_s)
+        self._retry_s = min(self._retry_s * 2, MAX_RETRY_PAUSE_S)
+
+    def _dead_letter(self, message: Message, reason: str) -> None:
+        headers: Headers = [
+            (DLQ_REASON, reason.encode()[:1000]),
+            (DLQ_TOPIC, (message.topic() or "").encode()),
+            (DLQ_PARTITION, str(message.partition()).encode()),
+            (DLQ_OFFSET, str(message.offset()).encode()),
+        ]
+        letter = OutboxMessage(
+            self._dead_letter_topic, message.key() or b"", message.value() or b""
+        )
+        try:
+            self._dead_letters.send([letter], [headers])
+        except Exception:
+            log.exception("event=dead_letter_failed reason=%r", reason)
+            self._again(message)  # not committed: it must reach the dead-letter topic first
+            return
+        log.warning(
+            "event=dead_lettered topic=%s partition=%s offset=%s reason=%r",
+            message.topic(),
+            message.partition(),
+            message.offset(),
+            reason,
+        )
+        self._consumer.commit(message=message, asynchronous=False)
