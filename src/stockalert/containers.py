@@ -21,7 +21,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from dependency_injector import containers, providers
 from sqlalchemy import Engine
@@ -412,9 +412,22 @@ def kafka_administration(admin: Any, topics: Topics) -> HandlerSet:
     return administration(admin=admin, topics=topics)
 
 
+class NoStorage:
+    """kafka-admin's unit of work: it has no database, and its handlers never use one."""
+
+    def __enter__(self) -> NoStorage:
+        raise RuntimeError("the kafka-admin role has no database")
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def collect_events(self) -> Iterator[Any]:
+        return iter(())
+
+
 def no_storage() -> UnitOfWork:
-    """kafka-admin's bus has no database: asking for one is a bug."""
-    raise RuntimeError("the kafka-admin role has no database")
+    """The unit of work of a role without a database."""
+    return cast("UnitOfWork", NoStorage())
 
 
 class KafkaAdmin(containers.DeclarativeContainer):

@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
+from stockalert.adapters.kafka.topics import Topics
 from stockalert.adapters.memory.fakes import ManualClock
 from stockalert.adapters.memory.storage import MemoryStore, MemoryUnitOfWork
 from stockalert.adapters.sql import tables
@@ -23,6 +24,7 @@ from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.migrate import upgrade
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.domain.ports import UnitOfWork
+from tests.integration.kafka_cluster import cluster_lock, fresh_topics, kafka_bootstrap
 
 UowFactory = Callable[[], UnitOfWork]
 BACKENDS = ["memory", "sqlite", "mariadb"]
@@ -118,3 +120,18 @@ def uow_factory(
         return lambda: MemoryUnitOfWork(store)
     engine = sql_engine_for(backend, tmp_path, request)
     return lambda: SqlUnitOfWork(engine, clock.now)
+
+
+@pytest.fixture
+def kafka() -> Iterator[str]:
+    """The bootstrap servers of the whole 3-broker cluster (kept whole during the test)."""
+    bootstrap = kafka_bootstrap()
+    with cluster_lock(exclusive=False):
+        yield bootstrap
+
+
+@pytest.fixture
+def topics(kafka: str) -> Iterator[Topics]:
+    """Topics of this test's own (a unique prefix), deleted afterwards."""
+    with fresh_topics(kafka) as created:
+        yield created

@@ -10,6 +10,7 @@ partitions, leaders, in-sync replica counts, under-replicated and offline partit
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Sequence
 from functools import partial
 
@@ -93,25 +94,44 @@ class KafkaAdministrator:
                 try:
                     future.result()
                 except KafkaException as err:
-                    if err.args[0].name() != "TOPIC_ALREADY_EXISTS":  # created meanwhile
+                    # The metadata we read was behind (a topic created moments ago): present.
+                    if err.args[0].name() != "TOPIC_ALREADY_EXISTS":
                         raise
-                created.append(name)
-        present = [s for s in specs if s.name in metadata.topics]
+                else:
+                    created.append(name)
+        present = [s for s in specs if s.name not in created]
+        metadata = self._settled(present)
         mismatches = self._differences(present, metadata) if present else []
         return EnsureReport(sorted(created), sorted(s.name for s in present), mismatches)
 
-    def _differences(self, specs: Sequence[TopicSpec], metadata: ClusterMetadata) -> list[str]:
-        topics = metadata.topics
-        found: list[str] = []
-        resources = [ConfigResource(ResourceType.TOPIC, s.name) for s in specs]
-        configs = {
-            resource.name: future.result(timeout=self._timeout_s)
-            for resource, future in self._admin.describe_configs(
-                resources, request_timeout=self._timeout_s
-            ).items()
+    def _settled(self, specs: Sequence[TopicSpec]) -> ClusterMetadata:
+        """Metadata that shows every topic of `specs` (it lags a creation by moments)."""
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            metadata = self._admin.list_topics(timeout=self._timeout_s)
+            shown = all(
+                s.name in metadata.topics and metadata.topics[s.name].partitions for s in specs
+            )
+            if shown or time.monotonic() > deadline:
+                return metadata
+            time.sleep(0.2)
+
+    def configs(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]:
+        """The configuration of each topic, by key."""
+        resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
+        futures = self._admin.describe_configs(resources, request_timeout=self._timeout_s)
+        return {
+            resource.name: {
+                key: entry.value for key, entry in future.result(timeout=self._timeout_s).items()
+            }
+            for resource, future in futures.items()
         }
+
+    def _differences(self, specs: Sequence[TopicSpec], metadata: ClusterMetadata) -> list[str]:
+        found: list[str] = []
+        configs = self.configs([s.name for s in specs])
         for spec in specs:
-            partitions = topics[spec.name].partitions
+            partitions = metadata.topics[spec.name].partitions
             if len(partitions) != spec.partitions:
                 found.append(
                     f"{spec.name}: {len(partitions)} partitions, expected {spec.partitions}"
@@ -122,9 +142,8 @@ class KafkaAdministrator:
                 found.append(
                     f"{spec.name}: replication factor {shown}, expected {spec.replication}"
                 )
-            entries = configs[spec.name]
             for key, wanted in sorted(spec.config.items()):
-                actual = entries[key].value if key in entries else None
+                actual = configs[spec.name].get(key)
                 if actual != wanted:
                     found.append(f"{spec.name}: {key}={actual}, expected {wanted}")
         return found

@@ -204,7 +204,7 @@ class KafkaOutboxLog:
                         raise RuntimeError(f"could not read {len(todo)} partitions back in time")
                     for message in reader.consume(num_messages=500, timeout=0.5):
                         if message.error() is None:
-                            ids.update(_outbox_ids(message))
+                            ids.update(outbox_ids_of(message))
                     # Done with a partition once its position reaches the end we read: gaps
                     # (compaction) and control records never stall the loop.
                     todo = [
@@ -217,7 +217,8 @@ class KafkaOutboxLog:
             reader.close()
 
 
-def _outbox_ids(message: Message) -> Iterator[int]:
+def outbox_ids_of(message: Message) -> Iterator[int]:
+    """The outbox ids a message carries in its headers (one, for a relayed message)."""
     headers = message.headers() or []
     pairs = headers.items() if isinstance(headers, dict) else headers
     for name, value in pairs:
