@@ -100,17 +100,21 @@ class KafkaAdministrator:
                 else:
                     created.append(name)
         present = [s for s in specs if s.name not in created]
-        metadata = self._settled(present)
+        metadata = self._settled(specs)
         mismatches = self._differences(present, metadata) if present else []
         return EnsureReport(sorted(created), sorted(s.name for s in present), mismatches)
 
     def _settled(self, specs: Sequence[TopicSpec]) -> ClusterMetadata:
-        """Metadata that shows every topic of `specs` (it lags a creation by moments)."""
+        """Metadata that shows every topic of `specs` with a leader for each partition (it
+        lags a creation by moments; clients asking meanwhile get NOT_LEADER errors)."""
         deadline = time.monotonic() + self._timeout_s
         while True:
             metadata = self._admin.list_topics(timeout=self._timeout_s)
             shown = all(
-                s.name in metadata.topics and metadata.topics[s.name].partitions for s in specs
+                s.name in metadata.topics
+                and metadata.topics[s.name].partitions
+                and all(p.leader >= 0 for p in metadata.topics[s.name].partitions.values())
+                for s in specs
             )
             if shown or time.monotonic() > deadline:
                 return metadata

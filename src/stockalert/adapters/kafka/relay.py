@@ -22,7 +22,7 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from confluent_kafka import Consumer, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stockalert.adapters.kafka.producer import Delivered, Headers, KafkaProducer
 from stockalert.adapters.outbox import Checkpoints, OutboxRow, OutboxStore
@@ -30,6 +30,15 @@ from stockalert.adapters.outbox import Checkpoints, OutboxRow, OutboxStore
 log = logging.getLogger(__name__)
 
 OUTBOX_ID_HEADER = "stockalert-outbox-id"
+# What a partition answers for a moment while its leader moves or it is being created.
+_MOVING = frozenset(
+    {
+        KafkaError.NOT_LEADER_FOR_PARTITION,
+        KafkaError.LEADER_NOT_AVAILABLE,
+        KafkaError.UNKNOWN_TOPIC_OR_PART,
+        KafkaError._TIMED_OUT,
+    }
+)
 LEASE = "outbox-relay"
 
 
@@ -165,10 +174,20 @@ class KafkaOutboxLog:
         self, reader: Consumer, partitions: Collection[tuple[str, int]]
     ) -> dict[tuple[str, int], int]:
         ends = {}
+        deadline = time.monotonic() + self._timeout_s
         for topic, partition in partitions:
-            _, high = reader.get_watermark_offsets(
-                TopicPartition(topic, partition), timeout=self._timeout_s
-            )
+            while True:
+                try:
+                    _, high = reader.get_watermark_offsets(
+                        TopicPartition(topic, partition), timeout=self._timeout_s
+                    )
+                    break
+                except KafkaException as err:
+                    # A leader moving (a broker restarting, a topic just created): ask again.
+                    code = err.args[0].code()
+                    if code not in _MOVING or time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.2)
             ends[(topic, partition)] = high
         return ends
 
