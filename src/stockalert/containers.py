@@ -291,7 +291,7 @@ class Messaging(containers.DeclarativeContainer):
     relay = providers.Singleton(
         outbox_relay,
         store=outbox_store,
-        producer=producer,
+        producer=producer.provider,  # made at the first publish, not with the bus
         bootstrap=config.kafka.bootstrap,
         topics=core.topics,
         now=core.clock.provided.now,

@@ -151,14 +151,20 @@ def _checkpoints(delivered: Sequence[Delivered]) -> dict[tuple[str, int], int]:
 class KafkaOutboxLog:
     """OutboxLog over a producer (sending) and a group-less consumer (reading back)."""
 
-    def __init__(self, producer: KafkaProducer, bootstrap: str, timeout_s: float = 10.0) -> None:
-        self._producer = producer
+    def __init__(
+        self,
+        producer: KafkaProducer | Callable[[], KafkaProducer],
+        bootstrap: str,
+        timeout_s: float = 10.0,
+    ) -> None:
+        # A factory: the producer (and its connections) is made at the first publish.
+        self._producer = producer if callable(producer) else (lambda: producer)
         self._bootstrap = bootstrap
         self._timeout_s = timeout_s
 
     def publish(self, rows: Sequence[OutboxRow]) -> list[Delivered]:
         headers: list[Headers] = [[(OUTBOX_ID_HEADER, str(row.outbox_id).encode())] for row in rows]
-        return self._producer.send([row.message for row in rows], headers)
+        return self._producer().send([row.message for row in rows], headers)
 
     def _reader(self) -> Consumer:
         return Consumer(
