@@ -4,6 +4,7 @@ a broker."""
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 import uuid
@@ -13,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from stockalert.adapters.kafka.admin import KafkaAdministrator
+from stockalert.adapters.kafka.admin import CheckCluster, KafkaAdministrator, check_cluster
 from stockalert.adapters.kafka.codec import encode
 from stockalert.adapters.kafka.consumer import (
     DLQ_OFFSET,
@@ -26,6 +27,7 @@ from stockalert.adapters.kafka.consumer import (
 from stockalert.adapters.kafka.producer import KafkaProducer, ProducerSettings
 from stockalert.adapters.kafka.topics import Topics
 from stockalert.adapters.outbox import OutboxMessage
+from stockalert.containers import no_storage
 from stockalert.domain.events import Event, PriceUpdated
 from stockalert.domain.model import Quote, Ticker
 from tests.integration.kafka_cluster import (
@@ -227,7 +229,9 @@ def whole_cluster() -> Iterator[str]:
             dev_services("start-broker", "3")  # a no-op when it is running
 
 
-def test_losing_one_broker_loses_nothing_and_stops_nothing(whole_cluster: str) -> None:
+def test_losing_one_broker_loses_nothing_and_stops_nothing(
+    whole_cluster: str, caplog: pytest.LogCaptureFixture
+) -> None:
     """With broker 3 killed, acks=all still succeeds (two in-sync replicas remain), the
     health check reports the under-replicated partitions; after the restart the ISR is whole
     again and every message is there."""
@@ -252,6 +256,17 @@ def test_losing_one_broker_loses_nothing_and_stops_nothing(whole_cluster: str) -
             return topic.under_replicated
 
         assert wait_for(under_replicated, 60, "the dead broker's replicas out of the ISR")
+        caplog.set_level(logging.INFO, logger="stockalert.adapters.kafka.admin")
+        check_cluster(CheckCluster(), no_storage(), admin=admin, topics=topics)
+        (cluster,) = [
+            r.getMessage() for r in caplog.records if "event=kafka_cluster" in r.getMessage()
+        ]
+        assert "brokers=2 broker_ids=1,2" in cluster
+        assert "under_replicated=0 " not in cluster  # kafka-admin's line reports them
+        line = next(
+            r for r in caplog.records if f"topic={topics.to_alert_system} " in r.getMessage()
+        )
+        assert line.levelno == logging.WARNING
 
         dev_services("start-broker", "3")
         wait_for(lambda: under_replicated() == 0, 90, "the ISR whole again")
