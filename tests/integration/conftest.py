@@ -24,7 +24,12 @@ from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.migrate import upgrade
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.domain.ports import UnitOfWork
-from tests.integration.kafka_cluster import cluster_lock, fresh_topics, kafka_bootstrap
+from tests.integration.kafka_cluster import (
+    cluster_lock,
+    fresh_topics,
+    kafka_bootstrap,
+    service_setting,
+)
 
 UowFactory = Callable[[], UnitOfWork]
 BACKENDS = ["memory", "sqlite", "mariadb"]
@@ -32,13 +37,7 @@ BACKENDS = ["memory", "sqlite", "mariadb"]
 
 def mariadb_url() -> str:
     """The test database URL, or skip (fail under CI) when no server is configured."""
-    url = os.environ.get("STOCKALERT_TEST_DB_URL", "")
-    if not url:
-        message = "STOCKALERT_TEST_DB_URL is not set: run scripts/dev-services start"
-        if os.environ.get("CI"):
-            pytest.fail(f"{message} (CI must not skip integration tests)")
-        pytest.skip(message)
-    return url
+    return service_setting("STOCKALERT_TEST_DB_URL")
 
 
 def empty_tables(engine: Engine) -> None:

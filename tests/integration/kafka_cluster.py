@@ -26,15 +26,20 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / ".state" / "kafka-tests.lock"
 
 
-def kafka_bootstrap() -> str:
-    """STOCKALERT_KAFKA_BOOTSTRAP, or skip (fail under CI) when no cluster is configured."""
-    bootstrap = os.environ.get("STOCKALERT_KAFKA_BOOTSTRAP", "")
-    if not bootstrap:
-        message = "STOCKALERT_KAFKA_BOOTSTRAP is not set: run scripts/dev-services start"
+def service_setting(name: str) -> str:
+    """A variable of .state/services.env, or skip (fail under CI) when it is not set."""
+    value = os.environ.get(name, "")
+    if not value:
+        message = f"{name} is not set: run scripts/dev-services start"
         if os.environ.get("CI"):
             pytest.fail(f"{message} (CI must not skip integration tests)")
         pytest.skip(message)
-    return bootstrap
+    return value
+
+
+def kafka_bootstrap() -> str:
+    """STOCKALERT_KAFKA_BOOTSTRAP, or skip (fail under CI) when no cluster is configured."""
+    return service_setting("STOCKALERT_KAFKA_BOOTSTRAP")
 
 
 @contextmanager

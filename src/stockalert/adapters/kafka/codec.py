@@ -22,11 +22,14 @@ read while both run.
 
 from __future__ import annotations
 
+import enum
 import json
 import math
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import attrs
 
 from stockalert.adapters.kafka.topics import Topics
 from stockalert.adapters.outbox import OutboxMessage as Message
@@ -66,44 +69,21 @@ def _time(value: datetime) -> str:
     return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def _state(state: SideState) -> dict[str, Any]:
-    return {
-        "status": state.status.value,
-        "episode": state.episode,
-        "fired_at": state.fired_at,
-        "reminders": state.reminders,
-        "next_reminder_at": state.next_reminder_at,
-    }
+def _plain(instance: object, field: object, value: object) -> object:
+    """JSON-ready values: e-mails and tickers as text, enums as their value, times as
+    ISO-8601 UTC."""
+    if isinstance(value, Email | Ticker):
+        return value.value
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return _time(value)
+    return value
 
 
-def _subscription(sub: Subscription) -> dict[str, Any]:
-    return {
-        "subscription_id": sub.subscription_id,
-        "user_id": sub.user_id,
-        "email": sub.email.value,
-        "ticker": sub.ticker.value,
-        "high_value": sub.high_value,
-        "low_value": sub.low_value,
-        "rearm_percent": sub.rearm_percent,
-        "cooldown_s": sub.cooldown_s,
-        "remind_every_s": sub.remind_every_s,
-    }
-
-
-def _notification(note: Notification) -> dict[str, Any]:
-    return {
-        "notification_id": note.notification_id,
-        "subscription_id": note.subscription_id,
-        "user_id": note.user_id,
-        "email": note.email.value,
-        "ticker": note.ticker.value,
-        "side": note.side.value,
-        "kind": note.kind.value,
-        "price": note.price,
-        "threshold": note.threshold,
-        "quoted_at": _time(note.quoted_at),
-        "episode": note.episode,
-    }
+def _fields(value: SideState | Subscription | Notification) -> dict[str, Any]:
+    """Every field of a value object, JSON-ready (the schema is the class's fields)."""
+    return attrs.asdict(value, recurse=False, value_serializer=_plain)
 
 
 def _json(body: dict[str, Any]) -> bytes:
@@ -127,9 +107,9 @@ def encode(event: Event, topics: Topics) -> Message | None:
     if isinstance(event, SubscriptionSet):
         sid = event.subscription.subscription_id
         body = {
-            "subscription": _subscription(event.subscription),
-            "high": _state(event.high),
-            "low": _state(event.low),
+            "subscription": _fields(event.subscription),
+            "high": _fields(event.high),
+            "low": _fields(event.low),
         }
         return Message(
             topics.subscription_changes,
@@ -153,7 +133,7 @@ def encode(event: Event, topics: Topics) -> Message | None:
         return Message(
             topics.to_notifier,
             event.notification.user_id.encode(),
-            _json({"type": "Notification", "version": 1, **_notification(event.notification)}),
+            _json({"type": "Notification", "version": 1, **_fields(event.notification)}),
         )
     return None
 
