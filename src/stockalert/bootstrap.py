@@ -33,7 +33,6 @@ from stockalert.domain.events import (
     PriceUpdated,
     SubscriptionRemoved,
     SubscriptionSet,
-    UserDeleted,
 )
 from stockalert.domain.handlers import (
     accounts,
@@ -171,20 +170,13 @@ class Wakeable(Protocol):
     def wake(self) -> None: ...
 
 
-def outbox_wakeups(*, relay: Wakeable) -> HandlerSet:
-    """After a commit wrote the outbox (its events are those the codec publishes), the relay
-    publishes at once instead of at its next interval."""
+def outbox_wakeups(*, relay: Wakeable, published: Iterable[type[Event]]) -> HandlerSet:
+    """After a commit wrote the outbox (the `published` events are those written there), the
+    relay publishes at once instead of at its next interval."""
 
     def wake(event: Event, uow: UnitOfWork) -> None:
         relay.wake()
 
-    published: list[type[Event]] = [
-        PriceUpdated,
-        SubscriptionSet,
-        SubscriptionRemoved,
-        UserDeleted,
-        AlertRaised,
-    ]
     return HandlerSet(events={kind: [wake] for kind in published})
 
 

@@ -301,7 +301,9 @@ class Messaging(containers.DeclarativeContainer):
     handlers = providers.Selector(
         config.transport,
         inprocess=providers.Object(HandlerSet()),
-        kafka=providers.Singleton(bootstrap.outbox_wakeups, relay=relay),
+        kafka=providers.Singleton(
+            bootstrap.outbox_wakeups, relay=relay, published=providers.Object(codec.PUBLISHED)
+        ),
     )
 
 

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 
 import pytest
 
-from stockalert.adapters.kafka.codec import CodecError, decode, encode
+from stockalert.adapters.kafka.codec import PUBLISHED, CodecError, decode, encode
 from stockalert.adapters.kafka.topics import Topics
 from stockalert.domain.events import (
     AlertRaised,
@@ -60,6 +60,11 @@ def test_every_published_event_goes_to_its_topic_with_its_key_and_comes_back_equ
     body = json.loads(message.value)
     assert body["version"] == 1
     assert decode(message.value) == event
+
+
+def test_the_published_events_are_exactly_those_with_a_message() -> None:
+    """PUBLISHED (what wakes the outbox relay) is the list of event types encode handles."""
+    assert {type(event) for event, _, _ in EVENTS} == set(PUBLISHED)
 
 
 def test_an_event_no_other_process_needs_is_not_encoded() -> None:

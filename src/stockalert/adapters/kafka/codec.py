@@ -62,6 +62,17 @@ class CodecError(ValueError):
     """A message that is not a known event; the message says what is wrong."""
 
 
+# The events other processes must hear of: those `encode` turns into messages (and so those a
+# commit writes to the outbox, and those that wake the outbox relay).
+PUBLISHED: tuple[type[Event], ...] = (
+    PriceUpdated,
+    SubscriptionSet,
+    SubscriptionRemoved,
+    UserDeleted,
+    AlertRaised,
+)
+
+
 # ----- encoding ----------------------------------------------------------------------------------
 
 
