@@ -15,6 +15,7 @@ from typing import Protocol
 
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
+    AssignRecipients,
     CleanUp,
     CollectPrices,
     DeleteUser,
@@ -25,6 +26,7 @@ from stockalert.domain.commands import (
     RegisterUser,
     RemoveSubscription,
     RetryPendingNotifications,
+    RevokeRecipients,
     SetSubscription,
 )
 from stockalert.domain.events import (
@@ -62,6 +64,7 @@ from stockalert.domain.queries import (
     ListNotifications,
     ListSubscriptions,
 )
+from stockalert.domain.sharding import Shards
 
 
 def authentication(*, read_model: ReadModel, tokens: TokenIssuer, clock: Clock) -> HandlerSet:
@@ -130,32 +133,28 @@ def alert_evaluation(*, alerts: AlertTracker, clock: Clock) -> HandlerSet:
 
 
 def notification_delivery(
-    *, mailer: Mailer, clock: Clock, retry: RetryPolicy | None = None
+    *,
+    mailer: Mailer,
+    clock: Clock,
+    retry: RetryPolicy | None = None,
+    recipients: Shards | None = None,
 ) -> HandlerSet:
-    """E-mailing: fresh alerts at once, due PENDING ones in batches."""
-    retry = retry or RetryPolicy()
-    serial = threading.Lock()  # one delivery at a time in this process
+    """E-mailing: fresh alerts at once, due PENDING ones in passes, each user's in order; to
+    every user, or (a notifier instance) to the users of the shards it is assigned."""
+    use = delivery.Delivery(
+        mailer=mailer,
+        clock=clock,
+        retry=retry or RetryPolicy(),
+        serial=threading.Lock(),  # one delivery at a time in this process
+        recipients=recipients if recipients is not None else Shards.everything(),
+    )
     return HandlerSet(
         commands={
-            RetryPendingNotifications: partial(
-                delivery.retry_pending_notifications,
-                mailer=mailer,
-                clock=clock,
-                retry=retry,
-                serial=serial,
-            )
+            RetryPendingNotifications: partial(delivery.retry_pending_notifications, delivery=use),
+            AssignRecipients: partial(delivery.assign_recipients, delivery=use),
+            RevokeRecipients: partial(delivery.revoke_recipients, delivery=use),
         },
-        events={
-            AlertRaised: [
-                partial(
-                    delivery.deliver_notification,
-                    mailer=mailer,
-                    clock=clock,
-                    retry=retry,
-                    serial=serial,
-                )
-            ]
-        },
+        events={AlertRaised: [partial(delivery.deliver_notification, delivery=use)]},
     )
 
 

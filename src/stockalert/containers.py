@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -49,9 +49,17 @@ from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.alerting.tracker import AlertTracker
-from stockalert.domain.messagebus import HandlerSet
+from stockalert.domain.commands import (
+    AssignRecipients,
+    Command,
+    DropAlerts,
+    LoadAlerts,
+    RevokeRecipients,
+)
+from stockalert.domain.messagebus import HandlerSet, MessageBus
 from stockalert.domain.model import RetryPolicy
 from stockalert.domain.ports import Mailer, PriceSource, UnitOfWork
+from stockalert.domain.sharding import Shards
 
 # Heavy adapters (yfinance with pandas, smtplib with a worker process) are imported inside
 # the factories below, only by the role and the settings that use them.
@@ -226,11 +234,13 @@ class Collection(containers.DeclarativeContainer):
 
 
 class Alerting(containers.DeclarativeContainer):
-    """The alert engine of this process (every ticker, in the embedded run)."""
+    """The alert engine of this process (every ticker, in the embedded run; an alert-system
+    instance gives it the shards of its partitions)."""
 
     core = providers.DependenciesContainer()
 
-    tracker = providers.Singleton(AlertTracker)
+    shards = providers.Singleton(Shards.everything)
+    tracker = providers.Singleton(AlertTracker, shards=shards)
     handlers = providers.Singleton(bootstrap.alert_evaluation, alerts=tracker, clock=core.clock)
 
 
@@ -248,11 +258,14 @@ class Delivery(containers.DeclarativeContainer):
         ),
         smtp=providers.Resource(smtp_mailer, settings=config.mail.smtp),
     )
+    # Every user; a notifier instance on Kafka: those of its to-notifier partitions.
+    recipients = providers.Singleton(Shards.everything)
     handlers = providers.Singleton(
         bootstrap.notification_delivery,
         mailer=mailer,
         clock=core.clock,
         retry=providers.Factory(retry_policy, config.mail_retry),
+        recipients=recipients,
     )
 
 
@@ -364,13 +377,95 @@ class Collector(containers.DeclarativeContainer):
     bus = _bus(core, collection, messaging)
 
 
-class Notifier(containers.DeclarativeContainer):
-    """`serve notifier`: delivery of the PENDING notifications."""
+def event_consumer(
+    settings: dict[str, Any],
+    group: str,
+    topic: str,
+    bus: MessageBus,
+    dead_letters: Any,
+    dead_letter_topic: str,
+    assigned: Callable[[frozenset[int], int], Command] | None = None,
+    revoked: Callable[[frozenset[int]], Command] | None = None,
+    follow: bool = False,
+) -> Any:
+    """A consumer of `topic` handing each event to the bus (confluent-kafka loads only here);
+    partitions assigned and revoked become the commands `assigned` and `revoked` make."""
+    from stockalert.adapters.kafka.consumer import ConsumerSettings, KafkaEventConsumer
+
+    return KafkaEventConsumer(
+        ConsumerSettings(group_id=group, **settings),
+        [topic],
+        bus.publish,
+        dead_letters,
+        dead_letter_topic,
+        on_assign=None if assigned is None else lambda p, n: bus.handle(assigned(p, n)),
+        on_revoke=None if revoked is None else lambda p: bus.handle(revoked(p)),
+        follow=follow,
+    )
+
+
+class AlertSystem(containers.DeclarativeContainer):
+    """`serve alert-system`: a member of the alert-system group on to-alert-system; it owns
+    the tickers of its partitions, follows every subscription change, and its notifications
+    go out to to-notifier through the outbox."""
 
     config = providers.Configuration(strict=True)
     core = providers.Container(Core, config=config)
-    delivery = providers.Container(Delivery, config=config, core=core)
+    alerting = providers.Container(Alerting, core=core, shards=providers.Singleton(Shards))
+    messaging = providers.Container(Messaging, config=config, core=core)
+    bus = _bus(core, alerting, messaging)
+    quotes = providers.Singleton(
+        event_consumer,
+        settings=config.kafka.consumer,
+        group=core.topics.provided.group.call("alert-system"),
+        topic=core.topics.provided.to_alert_system,
+        bus=bus,
+        dead_letters=messaging.producer,
+        dead_letter_topic=core.topics.provided.dead_letter,
+        assigned=providers.Object(LoadAlerts),
+        revoked=providers.Object(DropAlerts),
+    )
+    changes = providers.Singleton(
+        event_consumer,
+        settings=config.kafka.consumer,
+        group=core.topics.provided.group.call("alert-system-follower"),
+        topic=core.topics.provided.subscription_changes,
+        bus=bus,
+        dead_letters=messaging.producer,
+        dead_letter_topic=core.topics.provided.dead_letter,
+        follow=True,
+    )
+
+
+class Notifier(containers.DeclarativeContainer):
+    """`serve notifier`: delivery of the PENDING notifications; with Kafka, a member of the
+    notifier group on to-notifier, delivering to the users of its partitions."""
+
+    config = providers.Configuration(strict=True)
+    core = providers.Container(Core, config=config)
+    delivery = providers.Container(
+        Delivery,
+        config=config,
+        core=core,
+        recipients=providers.Selector(
+            config.transport,
+            inprocess=providers.Singleton(Shards.everything),
+            kafka=providers.Singleton(Shards),
+        ),
+    )
+    messaging = providers.Container(Messaging, config=config, core=core)
     bus = _bus(core, delivery)
+    notifications = providers.Singleton(
+        event_consumer,
+        settings=config.kafka.consumer,
+        group=core.topics.provided.group.call("notifier"),
+        topic=core.topics.provided.to_notifier,
+        bus=bus,
+        dead_letters=messaging.producer,
+        dead_letter_topic=core.topics.provided.dead_letter,
+        assigned=providers.Object(AssignRecipients),
+        revoked=providers.Object(RevokeRecipients),
+    )
 
 
 class Cleaner(containers.DeclarativeContainer):
@@ -483,6 +578,11 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
                 "client_id": "stockalert-test",
                 "linger_ms": 5,
                 "compression": "lz4",
+            },
+            "consumer": {
+                "bootstrap": "",
+                "client_id": "stockalert-test",
+                "session_timeout_ms": 10_000,
             },
             "admin_interval_s": 120.0,
             "relay_interval_s": 1.0,

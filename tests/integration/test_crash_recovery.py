@@ -179,7 +179,7 @@ FLAT_CYCLES = 30  # inside every threshold while the subscriptions are set up (~
 SWINGS = 12  # then above every HIGH, below every LOW, above... one timestamp each
 KILLS = 3
 STORM_INTERVAL_S = "0.1"
-STORM_BUDGET_S = 70.0  # for everything after the set-up (~30 s on 2 cores)
+STORM_BUDGET_S = 150.0  # for everything after the set-up (~30-55 s on 2 cores, alone)
 START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 SIDES = {pb.SIDE_HIGH: "HIGH", pb.SIDE_LOW: "LOW"}
 Alert = tuple[str, str, str, int]  # e-mail, ticker, side, episode

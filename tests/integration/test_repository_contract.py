@@ -181,7 +181,7 @@ def test_prune_keeps_recent_quotes_and_the_newest_n_of_followed_tickers(
 
 
 def test_notification_ledger_tracks_delivery(uow_factory: UowFactory) -> None:
-    """Records are unique by id; updates change status; pending() lists what is left."""
+    """Records are unique by id; updates change status; pending_of() lists what is left."""
     uow = uow_factory()
     first = NotificationRecord(note("s1:HIGH:1"), DeliveryStatus.PENDING, created_at=T0)
     second = NotificationRecord(note("s1:HIGH:2", minute=5), DeliveryStatus.PENDING, created_at=T0)
@@ -198,10 +198,10 @@ def test_notification_ledger_tracks_delivery(uow_factory: UowFactory) -> None:
         uow.commit()
     with uow:
         assert uow.notifications.get("s1:HIGH:1") == sent
-        assert [r.notification.notification_id for r in uow.notifications.pending(T0, 10)] == [
-            "s9:LOW:1",
-            "s1:HIGH:2",
+        assert [r.notification.notification_id for r in uow.notifications.pending_of("u1", 10)] == [
+            "s1:HIGH:2"
         ]
+        assert uow.notifications.due_users(T0 + timedelta(minutes=9), None, 10) == ["u1", "u2"]
         uow.notifications.delete_for_user("u1")
         uow.commit()
     with uow:
@@ -209,13 +209,16 @@ def test_notification_ledger_tracks_delivery(uow_factory: UowFactory) -> None:
         assert uow.notifications.get("s9:LOW:1") == other
 
 
-def test_pending_lists_only_what_is_due_never_attempted_first(uow_factory: UowFactory) -> None:
-    """pending(due_at, limit): PENDING records whose next attempt is due, NULL (never tried)
-    first, then the longest-waiting; the limit caps the batch."""
+def test_due_users_and_the_pending_of_a_user_in_sending_order(uow_factory: UowFactory) -> None:
+    """due_users(due_at, after, limit): users with a PENDING record whose next attempt is due,
+    in id order, paged by `after`; pending_of(user): that user's PENDING records by quote
+    time then id, due or not (a later one waits behind an earlier one in backoff)."""
     uow = uow_factory()
-    fresh = NotificationRecord(note("s1:HIGH:1", minute=9), DeliveryStatus.PENDING, created_at=T0)
+    fresh = NotificationRecord(
+        note("s1:HIGH:1", user_id="u3", minute=9), DeliveryStatus.PENDING, created_at=T0
+    )
     retry_soon = NotificationRecord(
-        note("s2:HIGH:1", minute=1),
+        note("s2:HIGH:1", user_id="u1", minute=1),
         DeliveryStatus.PENDING,
         attempts=1,
         last_error="421",
@@ -224,24 +227,32 @@ def test_pending_lists_only_what_is_due_never_attempted_first(uow_factory: UowFa
     )
     retry_later = attrs.evolve(
         retry_soon,
-        notification=note("s3:HIGH:1", minute=2),
+        notification=note("s3:HIGH:1", user_id="u2", minute=2),
         next_attempt_at=T0 + timedelta(seconds=90),
     )
+    second_of_u1 = NotificationRecord(
+        note("s0:LOW:1", user_id="u1", minute=1), DeliveryStatus.PENDING, created_at=T0
+    )
+    sent = NotificationRecord(
+        note("s4:HIGH:1", user_id="u1", minute=0), DeliveryStatus.SENT, 1, None, T0, T0
+    )
     with uow:
-        for record in (retry_later, fresh, retry_soon):
+        for record in (retry_later, fresh, retry_soon, second_of_u1, sent):
             uow.notifications.add(record)
         uow.commit()
 
-    def due(seconds: float, limit: int = 10) -> list[str]:
+    def due(seconds: float, after: str | None = None, limit: int = 10) -> list[str]:
         with uow:
-            records = uow.notifications.pending(T0 + timedelta(seconds=seconds), limit)
-        return [r.notification.notification_id for r in records]
+            return uow.notifications.due_users(T0 + timedelta(seconds=seconds), after, limit)
 
-    assert due(0) == ["s1:HIGH:1"]
-    assert due(30) == ["s1:HIGH:1", "s2:HIGH:1"]
-    assert due(90) == ["s1:HIGH:1", "s2:HIGH:1", "s3:HIGH:1"]
-    assert due(90, limit=2) == ["s1:HIGH:1", "s2:HIGH:1"]
+    assert due(0) == ["u1", "u3"]  # u1's second record was never tried: due now
+    assert due(90) == ["u1", "u2", "u3"]
+    assert due(90, limit=2) == ["u1", "u2"]
+    assert due(90, after="u2") == ["u3"]
     with uow:
+        in_order = [r.notification.notification_id for r in uow.notifications.pending_of("u1", 10)]
+        assert in_order == ["s0:LOW:1", "s2:HIGH:1"]  # same quote time: by id; SENT left out
+        assert uow.notifications.pending_of("u1", 1)[0] == second_of_u1
         assert uow.notifications.get("s3:HIGH:1") == retry_later  # the time round-trips
 
 

@@ -1,5 +1,6 @@
-"""The alert tracker of an instance that owns some tickers: it loads exactly those, drops
-them when they go elsewhere, and catches up their stored quotes from the high-water mark."""
+"""The alert tracker of an instance that owns some shards of the tickers: it loads exactly
+their tickers, drops them when they go elsewhere, catches up their stored quotes from the
+high-water mark, and takes subscription changes from storage."""
 
 from __future__ import annotations
 
@@ -15,16 +16,29 @@ from stockalert.domain.commands import (
     RegisterUser,
     SubscriptionSpec,
 )
-from stockalert.domain.model import Quote, Ticker
+from stockalert.domain.events import SubscriptionSet
+from stockalert.domain.model import ARMED, Quote, Ticker
+from stockalert.domain.sharding import Shards, shard_of
 from stockalert.domain.views import UserRegistered
 from tests.wiring import Storage
 
 AAPL, MSFT = Ticker("AAPL"), Ticker("MSFT")
+COUNT = 2  # two shards: AAPL's and MSFT's
+SHARD = {ticker: shard_of(ticker.value, COUNT) for ticker in (AAPL, MSFT)}
+assert SHARD[AAPL] != SHARD[MSFT]
 
 
 def owning(storage: Storage, *tickers: Ticker) -> Any:
-    """A process whose alert engine owns only `tickers` (as an alert-system instance)."""
-    return storage.process(alerting__tracker=AlertTracker(owned=tickers))
+    """A process whose alert engine owns only the shards of `tickers` (an alert-system
+    instance that was assigned those partitions)."""
+    process = storage.process(alerting__tracker=AlertTracker(Shards()))
+    if tickers:
+        process.bus().handle(assign(*tickers))
+    return process
+
+
+def assign(*tickers: Ticker) -> LoadAlerts:
+    return LoadAlerts(frozenset(SHARD[t] for t in tickers), COUNT)
 
 
 def setup_users(storage: Storage) -> None:
@@ -65,8 +79,8 @@ def test_assigning_a_ticker_loads_its_subscriptions_and_applies_its_backlog_once
     bus = instance.bus()
     bus.handle(quotes(storage, 101.0, 201.0))
 
-    bus.handle(LoadAlerts(frozenset({MSFT})))
-    bus.handle(LoadAlerts(frozenset({MSFT})))  # assigned twice: nothing new
+    bus.handle(assign(MSFT))
+    bus.handle(assign(MSFT))  # assigned twice: nothing new
 
     assert tickers_mailed(storage) == ["AAPL", "MSFT"]
     tracker = instance.alerting.tracker()
@@ -80,11 +94,11 @@ def test_a_revoked_ticker_is_dropped_and_taken_over_where_it_stopped() -> None:
     setup_users(storage)
     first = owning(storage, AAPL, MSFT).bus()
     first.handle(quotes(storage, 101.0, 150.0))  # AAPL fires
-    first.handle(DropAlerts(frozenset({AAPL})))
+    first.handle(DropAlerts(frozenset({SHARD[AAPL]})))
     first.handle(quotes(storage, 90.0, 150.0))  # AAPL re-arms, unseen by `first`
 
     second = owning(storage).bus()
-    second.handle(LoadAlerts(frozenset({AAPL})))  # catches up the 90.0: re-armed
+    second.handle(assign(AAPL))  # catches up the 90.0: re-armed
     second.handle(quotes(storage, 102.0, 150.0))  # fires again: a second e-mail
 
     assert [(n.ticker.value, n.episode) for n in storage.mailer.sent] == [
@@ -100,5 +114,42 @@ def test_the_embedded_tracker_owns_every_ticker_and_cannot_give_one_up() -> None
     tracker = storage.process().alerting.tracker()
     assert tracker.owns(AAPL)
     assert tracker.owns(Ticker("ANYTHING"))
-    with pytest.raises(ValueError, match="owns every ticker"):
-        tracker.revoke([AAPL])
+    with pytest.raises(ValueError, match="owns every key"):
+        tracker.revoke([0])
+
+
+def test_a_subscription_change_is_taken_from_storage_not_from_the_message() -> None:
+    """A late or repeated change message (older states, an older threshold) changes nothing:
+    the tracker reads the subscription and its states from storage, the truth."""
+    storage = Storage()
+    setup_users(storage)
+    instance = owning(storage, AAPL, MSFT)
+    bus = instance.bus()
+    bus.handle(quotes(storage, 101.0, 150.0))  # AAPL fires (episode 1)
+    tracker = instance.alerting.tracker()
+    with instance.core.uow() as uow:
+        aapl = uow.subscriptions.for_tickers([AAPL])[0]
+    stale = SubscriptionSet(aapl, ARMED, ARMED)  # as announced before the crossing
+
+    bus.publish(stale)
+    bus.handle(quotes(storage, 102.0, 150.0))  # still FIRED: no second e-mail
+
+    assert tickers_mailed(storage) == ["AAPL"]
+    assert tracker.loaded
+
+
+def test_partitions_of_a_new_split_start_over() -> None:
+    """When the topic gets more partitions the shards mean other tickers: what is owned is
+    loaded afresh from the new assignment alone."""
+    storage = Storage()
+    setup_users(storage)
+    instance = owning(storage, AAPL, MSFT)
+    tracker = instance.alerting.tracker()
+    bus = instance.bus()
+
+    bus.handle(LoadAlerts(frozenset({shard_of("AAPL", 3)}), 3))
+
+    assert tracker.owns(AAPL)
+    assert not tracker.owns(MSFT)
+    bus.handle(quotes(storage, 101.0, 201.0))
+    assert tickers_mailed(storage) == ["AAPL"]

@@ -53,6 +53,7 @@ ROLE_WIRING: dict[str, tuple[Any, Callable[[Mapping[str, str]], dict[str, Any]]]
     "command-api": (containers.CommandApi, settings.command_api_config),
     "query-api": (containers.QueryApi, settings.query_api_config),
     "collector": (containers.Collector, settings.collector_config),
+    "alert-system": (containers.AlertSystem, settings.alert_system_config),
     "notifier": (containers.Notifier, settings.notifier_config),
     "cleaner": (containers.Cleaner, settings.cleaner_config),
     "kafka-admin": (containers.KafkaAdmin, settings.kafka_admin_config),
@@ -68,7 +69,8 @@ KAFKA = {"STOCKALERT_KAFKA_BOOTSTRAP": "127.0.0.1:1"}
         pytest.param(role, kafka, id=f"{role}-{'kafka' if kafka else 'inprocess'}")
         for role in sorted(ROLE_WIRING)
         for kafka in (False, True)
-        if kafka or role != "kafka-admin"  # kafka-admin's settings refuse to go without
+        # kafka-admin's and alert-system's settings refuse to go without
+        if kafka or role not in ("kafka-admin", "alert-system")
     ],
 )
 def test_every_role_container_is_complete_from_its_own_settings(
@@ -120,6 +122,8 @@ def test_a_role_builds_only_its_own_parts(tmp_path: Path) -> None:
     assert not hasattr(query_api, "accounts")
     query_api.shutdown_resources()
     assert not {"accounts", "delivery", "alerting"} & set(vars(containers.Collector))
+    assert not {"accounts", "collection", "alerting"} & set(vars(containers.Notifier))
+    assert not {"accounts", "collection", "delivery"} & set(vars(containers.AlertSystem))
 
 
 def test_the_query_api_process_loads_neither_yfinance_nor_smtp() -> None:

@@ -9,7 +9,13 @@ import pytest
 
 from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
 from stockalert.adapters.memory.storage import MemoryStore
-from stockalert.domain.commands import DeleteUser, RetryPendingNotifications, SubscriptionSpec
+from stockalert.domain.commands import (
+    AssignRecipients,
+    DeleteUser,
+    RetryPendingNotifications,
+    RevokeRecipients,
+    SubscriptionSpec,
+)
 from stockalert.domain.events import AlertRaised
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import (
@@ -22,7 +28,9 @@ from stockalert.domain.model import (
     Ticker,
 )
 from stockalert.domain.ports import MailNotAttempted, MailPermanentError, MailTemporaryError
+from stockalert.domain.sharding import Shards, shard_of
 from tests.unit.helpers import notifications, record, register
+from tests.wiring import Storage
 
 # ----- mail failures --------------------------------------------------------------------------
 
@@ -170,20 +178,22 @@ def test_retry_sends_every_due_notification_in_batches(
 def test_retry_stops_at_a_batch_that_failed_entirely(
     bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
 ) -> None:
-    """The server is still down: after one batch of temporary failures the rest is left
-    for later instead of failing one by one; nothing is lost."""
+    """The server is still down: once the mailer says so (MailNotAttempted: its breaker is
+    open) the pass leaves the rest for later instead of failing them one by one; nothing is
+    lost."""
     users = [
         register(bus, f"user{n}@example.com", SubscriptionSpec("AAPL", high_value=100))
         for n in range(30)
     ]
-    mailer.fail_next(*[MailTemporaryError("421 down")] * 40)
+    mailer.fail_next(*[MailTemporaryError("421 down")] * 30)
     record(bus, clock, 1, 101)
     clock.advance(3600)
+    mailer.fail_next(MailTemporaryError("421 down"), MailNotAttempted("server unavailable"))
 
     assert bus.handle(RetryPendingNotifications(batch=10)) == 0
 
     attempts = sorted(notifications(bus, u)[0].attempts for u in users)
-    assert attempts == [1] * 20 + [2] * 10
+    assert attempts == [1] * 29 + [2]  # the unavailable server was not attempted
     clock.advance(3600)
     assert bus.handle(RetryPendingNotifications(batch=10)) == 30
     assert len(mailer.sent) == 30
@@ -214,3 +224,57 @@ def test_an_alert_raised_for_a_since_deleted_user_is_not_sent(
     bus.publish(AlertRaised(note))
     assert mailer.sent == []
     assert store.notifications == {}
+
+
+# ----- order per user, shards of users ----------------------------------------------------------
+
+
+def test_one_users_emails_go_out_in_order_a_waiting_one_holds_back_the_later(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer
+) -> None:
+    """AAPL's e-mail fails for a while; MSFT crosses meanwhile: its e-mail waits behind
+    AAPL's (PENDING, not sent), and once AAPL's is due both go out, AAPL's first."""
+    user = register(
+        bus,
+        "ann@example.com",
+        SubscriptionSpec("AAPL", high_value=100),
+        SubscriptionSpec("MSFT", high_value=200),
+    )
+    mailer.fail_next(MailTemporaryError("421 busy"))
+    record(bus, clock, 1, 101)  # AAPL crosses: deferred
+    record(bus, clock, 2, 150, ticker="MSFT")
+    record(bus, clock, 3, 201, ticker="MSFT")  # MSFT crosses: held behind AAPL
+
+    assert mailer.sent == []
+    assert [r.status for r in notifications(bus, user)] == [DeliveryStatus.PENDING] * 2
+    clock.advance(3600)
+    assert bus.handle(RetryPendingNotifications()) == 2
+    assert [n.ticker.value for n in mailer.sent] == ["AAPL", "MSFT"]
+
+
+def test_a_notifier_instance_delivers_only_to_the_users_of_its_shards() -> None:
+    """Two instances split the users by shard (as the partitions of to-notifier): each
+    retry pass sends its own users' e-mails; revoked shards are left to the other."""
+    storage = Storage()
+    count = 2
+    first = storage.process(delivery__recipients=Shards())
+    bus = first.bus()
+    failing = storage.mailer
+    users = [
+        register(bus, f"user{n}@example.com", SubscriptionSpec("AAPL", high_value=100))
+        for n in range(6)
+    ]
+    failing.fail_next(*[MailTemporaryError("421 down")] * 6)
+    bus.handle(AssignRecipients(frozenset({0, 1}), count))
+    record(bus, storage.clock, 1, 101)  # all six deferred
+    bus.handle(RevokeRecipients(frozenset({1})))
+    storage.clock.advance(3600)
+
+    bus.handle(RetryPendingNotifications())
+
+    mine = {u for u in users if shard_of(u, count) == 0}
+    assert {n.user_id for n in storage.mailer.sent} == mine
+    second = storage.process(delivery__recipients=Shards())
+    second.bus().handle(AssignRecipients(frozenset({1}), count))
+    second.bus().handle(RetryPendingNotifications())
+    assert sorted(n.user_id for n in storage.mailer.sent) == sorted(users)

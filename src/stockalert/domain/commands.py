@@ -8,7 +8,7 @@ from datetime import datetime
 
 import attrs
 
-from stockalert.domain.model import Quote, Ticker, require_recent_login
+from stockalert.domain.model import Quote, require_recent_login
 
 
 @attrs.frozen
@@ -163,17 +163,35 @@ class RecordQuotes(Command):
 @attrs.frozen
 class LoadAlerts(Command):
     """Load the alert engine from storage and apply the quotes stored after each ticker's
-    high-water mark: every ticker (start-up, `tickers` None) or start owning `tickers`
-    (partitions assigned to this alert-system instance)."""
+    high-water mark: every ticker (start-up, `shards` None), or start owning the tickers of
+    `shards` among `shard_count` (partitions assigned to this alert-system instance)."""
 
-    tickers: frozenset[Ticker] | None = None
+    shards: frozenset[int] | None = None
+    shard_count: int = 0
 
 
 @attrs.frozen
 class DropAlerts(Command):
-    """Stop evaluating these tickers (their partitions went to another instance)."""
+    """Stop evaluating the tickers of these shards (their partitions went elsewhere)."""
 
-    tickers: frozenset[Ticker]
+    shards: frozenset[int]
+
+
+@attrs.frozen
+class AssignRecipients(Command):
+    """Start delivering the e-mails of the users of `shards` among `shard_count` (partitions
+    of to-notifier assigned to this notifier instance)."""
+
+    shards: frozenset[int]
+    shard_count: int
+
+
+@attrs.frozen
+class RevokeRecipients(Command):
+    """Stop delivering the e-mails of the users of `shards`; returns once no delivery to one
+    of them is in flight."""
+
+    shards: frozenset[int]
 
 
 @attrs.frozen

@@ -281,9 +281,14 @@ class NotificationLedger(Protocol):
         ...
 
     def delete(self, notification_id: str) -> None: ...
-    def pending(self, due_at: datetime, limit: int) -> list[NotificationRecord]:
-        """Up to `limit` PENDING notifications whose next attempt is due at `due_at`,
-        the longest-waiting first (never attempted ones before retries)."""
+    def due_users(self, due_at: datetime, after: str | None, limit: int) -> list[str]:
+        """Up to `limit` users with a PENDING notification due at `due_at` (its next attempt
+        not later), in id order, from after the id `after` (None: from the first)."""
+        ...
+
+    def pending_of(self, user_id: str, limit: int) -> list[NotificationRecord]:
+        """The user's first `limit` PENDING notifications, in the order they go out: by the
+        time of their quote, then by ticker, then by id."""
         ...
 
     def delete_for_user(self, user_id: str) -> None: ...

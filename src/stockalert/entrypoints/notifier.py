@@ -1,5 +1,7 @@
 """`stockalert serve notifier` (or `python -m stockalert.entrypoints.notifier`):
-E-mail delivery as its own process.
+E-mail delivery as its own process. With Kafka it is a member of the notifier group on
+to-notifier: it delivers each notification it reads, and its retry loop covers the users of
+its partitions only, so two instances never send to the same user.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from typing import Any
 from stockalert.containers import Notifier
 from stockalert.domain.commands import RetryPendingNotifications
 from stockalert.entrypoints import runtime
-from stockalert.entrypoints.runtime import Loop, Plan
+from stockalert.entrypoints.runtime import Loop, Plan, Worker
 from stockalert.entrypoints.settings import notifier_config
 
 ROLE = "notifier"
@@ -25,8 +27,11 @@ def loops(config: Mapping[str, Any]) -> list[Loop]:
 
 
 def plan(config: Mapping[str, Any], container: Any) -> Plan:
-    """The delivery loop alone, on the shared database."""
-    return Plan(ROLE, loops=loops(config))
+    """The delivery loop on the shared database; with Kafka, the to-notifier consumer too."""
+    workers = []
+    if config["transport"] == "kafka":
+        workers.append(Worker("notifications", container.notifications().run))
+    return Plan(ROLE, loops=loops(config), workers=workers)
 
 
 if __name__ == "__main__":

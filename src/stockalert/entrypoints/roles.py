@@ -55,6 +55,8 @@ VARIABLES = {
     "STOCKALERT_KAFKA_ADMIN_INTERVAL": "seconds between two cluster health checks (default 120)",
     "STOCKALERT_OUTBOX_INTERVAL": "seconds between two looks of the outbox relay for rows it"
     " was not woken for (default 1)",
+    "STOCKALERT_KAFKA_SESSION_TIMEOUT_MS": "a consumer group member silent this long is"
+    " replaced, its partitions move (default 10000, at least 6000)",
 }
 
 _CORE = ("STOCKALERT_DB_URL", "STOCKALERT_STATE_DIR")
@@ -121,11 +123,25 @@ ROLES: dict[str, Role] = {
             ),
         ),
         Role(
+            "alert-system",
+            "stockalert.entrypoints.alert_system",
+            "A member of the alert-system group on to-alert-system: owns the tickers of its "
+            "partitions (loads their subscriptions and alert states on assignment), follows "
+            "the subscription changes, runs each quote through the incremental engine and "
+            "writes the changed states, the high-water mark and one Notification per crossing "
+            "(to to-notifier, key = user, through the outbox) in one transaction.",
+            (*_CORE, *_KAFKA, "STOCKALERT_KAFKA_SESSION_TIMEOUT_MS"),
+        ),
+        Role(
             "notifier",
             "stockalert.entrypoints.notifier",
-            "E-mails the PENDING notifications of the ledger that are due, each once, with "
-            "backoff while the mail server fails.",
+            "E-mails each notification once, each user's in order, with backoff while the mail "
+            "server fails. With Kafka, a member of the notifier group on to-notifier that "
+            "delivers to the users of its partitions; without, it delivers what the ledger "
+            "holds PENDING.",
             (
+                *_KAFKA,
+                "STOCKALERT_KAFKA_SESSION_TIMEOUT_MS",
                 *_CORE,
                 "STOCKALERT_SMTP_HOST",
                 "STOCKALERT_SMTP_PORT",

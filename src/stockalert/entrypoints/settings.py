@@ -211,6 +211,13 @@ def kafka_config(environ: Mapping[str, str], client_id: str) -> dict[str, Any]:
                 "linger_ms": _count(environ, "STOCKALERT_KAFKA_LINGER_MS", 5, minimum=0),
                 "compression": compression,
             },
+            "consumer": {
+                "bootstrap": bootstrap,
+                "client_id": client_id,
+                "session_timeout_ms": _count(
+                    environ, "STOCKALERT_KAFKA_SESSION_TIMEOUT_MS", 10_000, minimum=6_000
+                ),
+            },
             "admin_interval_s": _seconds(environ, "STOCKALERT_KAFKA_ADMIN_INTERVAL", 120.0),
             "relay_interval_s": _seconds(environ, "STOCKALERT_OUTBOX_INTERVAL", 1.0),
         },
@@ -312,8 +319,17 @@ def collector_config(environ: Mapping[str, str]) -> dict[str, Any]:
 
 
 def notifier_config(environ: Mapping[str, str]) -> dict[str, Any]:
-    """`serve notifier`: the mailer, retry backoff and how often due e-mails are looked for."""
+    """`serve notifier`: the mailer, retry backoff and how often due e-mails are looked for;
+    with STOCKALERT_KAFKA_BOOTSTRAP, a member of the notifier group on to-notifier."""
     return {**core_config(environ, "notifier"), **_delivery(environ)}
+
+
+def alert_system_config(environ: Mapping[str, str]) -> dict[str, Any]:
+    """`serve alert-system`: the database and Kafka (it reads to-alert-system)."""
+    config = core_config(environ, "alert-system")
+    if config["transport"] != "kafka":
+        raise ConfigError("STOCKALERT_KAFKA_BOOTSTRAP is required by alert-system: HOST:PORT,...")
+    return config
 
 
 def cleaner_config(environ: Mapping[str, str]) -> dict[str, Any]:

@@ -14,7 +14,16 @@ earliest (a new group reads what was published before it started); `session.time
 (the partitions of a killed instance move to the others within seconds, not the default
 45 s); `max.poll.interval.ms` 60 s (the loop calls poll at least every few seconds, even
 while retrying, so only a hung handler makes the instance leave the group);
-`isolation.level` read_committed (never read what a transactional producer aborted).
+`isolation.level` read_committed (never read what a transactional producer aborted);
+`partition.assignment.strategy` cooperative-sticky (a rebalance moves only the partitions
+that change owner: the others' state stays loaded).
+
+A member learns its partitions through `on_assign(partitions, count)` (the partitions of its
+one topic it got, and how many the topic has) and `on_revoke(partitions)`, called in the
+polling thread before the partitions go to another member.
+
+`follow=True` makes a follower instead: no group, every partition of the topics from their
+end at start, no commits (an alert-system instance hears every subscription change).
 """
 
 from __future__ import annotations
@@ -25,7 +34,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import attrs
-from confluent_kafka import Consumer, KafkaError, Message, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
 from stockalert.adapters.kafka.codec import CodecError, decode
 from stockalert.adapters.kafka.producer import Headers, KafkaProducer
@@ -40,7 +49,8 @@ DLQ_PARTITION = "stockalert-dlq-partition"
 DLQ_OFFSET = "stockalert-dlq-offset"
 MAX_RETRY_PAUSE_S = 30.0
 
-Partitions = list[tuple[str, int]]
+Assigned = Callable[[frozenset[int], int], object]
+Revoked = Callable[[frozenset[int]], object]
 
 
 @attrs.frozen
@@ -66,6 +76,7 @@ def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
         "heartbeat.interval.ms": max(1_000, settings.session_timeout_ms // 3),
         "max.poll.interval.ms": settings.max_poll_interval_ms,
         "isolation.level": "read_committed",
+        "partition.assignment.strategy": "cooperative-sticky",
     }
 
 
@@ -80,11 +91,15 @@ class KafkaEventConsumer:
         dead_letters: KafkaProducer,
         dead_letter_topic: str,
         *,
-        on_assign: Callable[[Partitions], None] | None = None,
-        on_revoke: Callable[[Partitions], None] | None = None,
+        on_assign: Assigned | None = None,
+        on_revoke: Revoked | None = None,
+        follow: bool = False,
         sleep: Callable[[float], object] | None = None,
     ) -> None:
+        if (on_assign or on_revoke) and len(topics) != 1:
+            raise ValueError("partition callbacks need exactly one topic")
         self._consumer = Consumer(consumer_config(settings))
+        self._follow = follow
         self._topics = list(topics)
         self._handle = handle
         self._dead_letters = dead_letters
@@ -96,26 +111,66 @@ class KafkaEventConsumer:
         self._retry_s = 1.0
         self._subscribed = False
 
+    def start(self) -> None:
+        """Join the group (or, a follower, take position at the end of every partition) now
+        rather than at the first poll."""
+        self._subscribe()
+
     def _subscribe(self) -> None:
         if self._subscribed:
             return
+        if self._follow:
+            self._consumer.assign(self._ends())
+            self._subscribed = True
+            return
 
         def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-            if self._on_assign is not None:
-                self._on_assign([(p.topic, p.partition) for p in partitions])
+            if self._on_assign is not None and partitions:
+                topic = self._topics[0]
+                count = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
+                self._callback(self._on_assign, frozenset(p.partition for p in partitions), count)
 
         def revoked(consumer: Consumer, partitions: list[TopicPartition]) -> None:
-            if self._on_revoke is not None:
-                self._on_revoke([(p.topic, p.partition) for p in partitions])
+            if self._on_revoke is not None and partitions:
+                self._callback(self._on_revoke, frozenset(p.partition for p in partitions))
 
-        self._consumer.subscribe(self._topics, on_assign=assigned, on_revoke=revoked)
+        self._consumer.subscribe(
+            self._topics, on_assign=assigned, on_revoke=revoked, on_lost=revoked
+        )
         self._subscribed = True
+
+    @staticmethod
+    def _callback(callback: Callable[..., object], *args: object) -> None:
+        """A partition callback runs inside poll: it must not raise there (what it could not
+        do, such as loading state while the database is down, is done at first use)."""
+        try:
+            callback(*args)
+        except Exception:
+            log.exception("event=kafka_rebalance_callback_failed callback=%s", callback)
+
+    def _ends(self) -> list[TopicPartition]:
+        """Every partition of the topics at its current end (a follower starts there)."""
+        wanted = []
+        for topic in self._topics:
+            metadata = self._consumer.list_topics(topic, timeout=10).topics[topic]
+            if metadata.error is not None:
+                raise RuntimeError(f"topic {topic}: {metadata.error}: run kafka-admin")
+            for partition in metadata.partitions:
+                tp = TopicPartition(topic, partition)
+                _, high = self._consumer.get_watermark_offsets(tp, timeout=10)
+                wanted.append(TopicPartition(topic, partition, high))
+        return wanted
 
     def run(self, halt: threading.Event) -> None:
         """Consume until `halt` is set, then leave the group."""
         try:
             while not halt.is_set():
-                self.poll_once(1.0)
+                try:
+                    self.poll_once(1.0)
+                except Exception:
+                    log.exception("event=kafka_consumer_failed retry_in_s=%g", self._retry_s)
+                    self._sleep(self._retry_s)
+                    self._retry_s = min(self._retry_s * 2, MAX_RETRY_PAUSE_S)
         finally:
             self.close()
 
@@ -153,14 +208,33 @@ class KafkaEventConsumer:
             self._again(message)
             return True
         self._retry_s = 1.0
-        self._consumer.commit(message=message, asynchronous=False)
+        self._commit(message)
         return True
+
+    def _commit(self, message: Message) -> None:
+        if self._follow:
+            return
+        try:
+            self._consumer.commit(message=message, asynchronous=False)
+        except KafkaException as err:
+            # A rebalance under way, or the partition already moved: its new owner reads the
+            # message again and finds it done (every consumer here is idempotent).
+            log.warning(
+                "event=kafka_commit_failed topic=%s partition=%s offset=%s error=%r",
+                message.topic(),
+                message.partition(),
+                message.offset(),
+                str(err),
+            )
 
     def _again(self, message: Message) -> None:
         """Not committed: the same message comes again after a pause."""
         topic, partition, offset = message.topic(), message.partition(), message.offset()
         if topic is not None and partition is not None and offset is not None:
-            self._consumer.seek(TopicPartition(topic, partition, offset))
+            try:
+                self._consumer.seek(TopicPartition(topic, partition, offset))
+            except KafkaException as err:  # the partition moved meanwhile: its owner reads it
+                log.warning("event=kafka_seek_failed error=%r", str(err))
         self._sleep(self._retry_s)
         self._retry_s = min(self._retry_s * 2, MAX_RETRY_PAUSE_S)
 
@@ -187,4 +261,4 @@ class KafkaEventConsumer:
             message.offset(),
             reason,
         )
-        self._consumer.commit(message=message, asynchronous=False)
+        self._commit(message)

@@ -56,6 +56,9 @@ def producer_config(settings: ProducerSettings) -> dict[str, Any]:
         "client.id": settings.client_id,
         "enable.idempotence": True,  # implies acks=all, retries, max 5 in flight, in order
         "acks": "all",
+        # CRC-32 of the key mod the partition count: the partition of a ticker or a user is
+        # the shard `domain.sharding.shard_of` computes, so a consumer knows what it owns.
+        "partitioner": "consistent",
         "linger.ms": settings.linger_ms,
         "compression.type": settings.compression,
         "delivery.timeout.ms": settings.delivery_timeout_ms,

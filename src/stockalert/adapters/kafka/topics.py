@@ -48,6 +48,10 @@ class Topics:
     def dead_letter(self) -> str:
         return self.prefix + DEAD_LETTER
 
+    def group(self, role: str) -> str:
+        """The consumer group of a role's instances (`stockalert.alert-system`, ...)."""
+        return f"{self.prefix}stockalert.{role}"
+
     def specs(self) -> list[TopicSpec]:
         """Every topic, as kafka-admin ensures it."""
         durable = {"min.insync.replicas": str(self.min_insync)}

@@ -283,22 +283,30 @@ class MemoryNotificationLedger(_Repo):
     def delete(self, notification_id: str) -> None:
         self._journal().pop(self._store.notifications, notification_id)
 
-    def pending(self, due_at: datetime, limit: int) -> list[NotificationRecord]:
-        due = [
+    def due_users(self, due_at: datetime, after: str | None, limit: int) -> list[str]:
+        users = {
+            r.notification.user_id
+            for r in self._store.notifications.values()
+            if r.status == "PENDING"
+            and (r.next_attempt_at is None or r.next_attempt_at <= due_at)
+            and (after is None or r.notification.user_id > after)
+        }
+        return sorted(users)[:limit]
+
+    def pending_of(self, user_id: str, limit: int) -> list[NotificationRecord]:
+        mine = [
             r
             for r in self._store.notifications.values()
-            if r.status == "PENDING" and (r.next_attempt_at is None or r.next_attempt_at <= due_at)
+            if r.status == "PENDING" and r.notification.user_id == user_id
         ]
-        # Never attempted (None) first, then by next attempt; the SQL ledger sorts the same.
-        due.sort(
+        mine.sort(
             key=lambda r: (
-                r.next_attempt_at is not None,
-                r.next_attempt_at or due_at,
                 r.notification.quoted_at,
+                r.notification.ticker.value,
                 r.notification.notification_id,
             )
         )
-        return due[:limit]
+        return mine[:limit]
 
     def delete_for_user(self, user_id: str) -> None:
         doomed = [

@@ -461,16 +461,28 @@ class SqlNotificationLedger(_Repo):
             update(t.notifications).where(t.notifications.c.notification_id == key).values(**values)
         )
 
-    def pending(self, due_at: datetime, limit: int) -> list[NotificationRecord]:
+    def due_users(self, due_at: datetime, after: str | None, limit: int) -> list[str]:
         n = t.notifications.c
-        rows = self._conn().execute(
-            select(t.notifications)
+        query = (
+            select(n.user_id)
             .where(
                 n.status == DeliveryStatus.PENDING.value,
                 or_(n.next_attempt_at.is_(None), n.next_attempt_at <= due_at),
             )
-            # NULL (never attempted) first on both MariaDB and SQLite.
-            .order_by(n.next_attempt_at, n.quoted_at, n.notification_id)
+            .distinct()
+            .order_by(n.user_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(n.user_id > after)
+        return [str(user_id) for user_id in self._conn().scalars(query)]
+
+    def pending_of(self, user_id: str, limit: int) -> list[NotificationRecord]:
+        n = t.notifications.c
+        rows = self._conn().execute(
+            select(t.notifications)
+            .where(n.user_id == user_id, n.status == DeliveryStatus.PENDING.value)
+            .order_by(n.quoted_at, n.ticker, n.notification_id)
             .limit(limit)
         )
         return [record_from_row(row) for row in rows]

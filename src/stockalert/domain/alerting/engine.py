@@ -255,6 +255,10 @@ class AlertEngine:
         for ticker in tickers:
             self._books.pop(ticker, None)
 
+    def tickers(self) -> list[str]:
+        """The tickers the engine knows (with subscriptions, or quotes applied)."""
+        return list(self._books)
+
     def state_of(self, subscription_id: str, side: Side) -> SideState:
         """Current state of one side (ARMED with episode 0 for an unknown one)."""
         for entry in self._sides.get(subscription_id, ()):

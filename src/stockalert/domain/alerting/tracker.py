@@ -11,14 +11,16 @@ If persisting fails (database outage), the engine is ahead of storage: the track
 it, and the next use rebuilds it from storage, catching up the quotes after the marks.
 
 An embedded run owns every ticker; an alert-system instance owns the tickers of its Kafka
-partitions and loads or drops them as partitions are assigned or revoked.
+partitions (`domain/sharding.py`) and loads or drops them as partitions are assigned or
+revoked. Subscription changes are taken from storage, never from the message that announced
+them: a late or repeated message cannot bring an older version back.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from datetime import datetime
 
 from stockalert.domain.alerting.engine import AlertEngine
@@ -27,11 +29,12 @@ from stockalert.domain.model import (
     DeliveryStatus,
     NotificationRecord,
     Quote,
-    SideState,
+    Side,
     Subscription,
     Ticker,
 )
 from stockalert.domain.ports import UnitOfWork
+from stockalert.domain.sharding import Shards
 
 log = logging.getLogger(__name__)
 
@@ -39,9 +42,10 @@ log = logging.getLogger(__name__)
 class AlertTracker:
     """Owns the AlertEngine of a process: loads it lazily, applies quotes, persists states."""
 
-    def __init__(self, owned: Iterable[Ticker] | None = None) -> None:
-        """`owned` None: every ticker (the embedded run); else only these, until assigned."""
-        self._owned: set[Ticker] | None = None if owned is None else set(owned)
+    def __init__(self, shards: Shards | None = None) -> None:
+        """`shards` None: every ticker (the embedded run); else the tickers of the shards
+        assigned to this process (none until the first assignment)."""
+        self._shards = shards if shards is not None else Shards.everything()
         self._engine: AlertEngine | None = None
         self._lock = threading.RLock()
 
@@ -52,13 +56,13 @@ class AlertTracker:
 
     def owns(self, ticker: Ticker) -> bool:
         """True when this process evaluates the ticker's quotes."""
-        return self._owned is None or ticker in self._owned
+        return self._shards.owns(ticker.value)
 
     def apply(self, quote: Quote, uow: UnitOfWork, now: datetime) -> None:
         """Apply one stored quote of an owned ticker: persist what changed, record alerts."""
-        if not self.owns(quote.ticker):
-            return
         with self._lock:
+            if not self.owns(quote.ticker):
+                return
             engine = self._engine
             if engine is None:
                 self._load(uow, now)  # catches up the stored quotes, this one included
@@ -69,11 +73,23 @@ class AlertTracker:
                 self._engine = None  # out of step with storage: rebuild on next use
                 raise
 
-    def upsert(self, sub: Subscription, high: SideState, low: SideState) -> None:
-        """A subscription was created or changed (and committed)."""
+    def refresh(self, sub: Subscription, uow: UnitOfWork) -> None:
+        """A subscription was created or changed (and committed): take it, and its side
+        states, from storage. Storage is the truth, so a late or repeated change message
+        never brings back an older version."""
         with self._lock:
-            if self._engine is not None and self.owns(sub.ticker):
-                self._engine.upsert(sub, high, low)
+            engine = self._engine
+            if engine is None or not self.owns(sub.ticker):
+                return  # loaded from storage, with the change, when first needed
+            sid = sub.subscription_id
+            with uow:
+                stored = uow.subscriptions.get(sub.user_id, sub.ticker)
+                if stored is None or stored.subscription_id != sid:
+                    engine.remove(sid)  # removed since (its own message follows)
+                    return
+                high = uow.alert_states.get(sid, Side.HIGH)
+                low = uow.alert_states.get(sid, Side.LOW)
+            engine.upsert(stored, high, low)
 
     def remove(self, subscription_id: str) -> None:
         """A subscription was removed (and committed)."""
@@ -87,14 +103,15 @@ class AlertTracker:
             self._engine = None
             self._load(uow, now)
 
-    def assign(self, tickers: Collection[Ticker], uow: UnitOfWork, now: datetime) -> None:
-        """Start owning `tickers`: load exactly their subscriptions, states and marks, then
-        apply their stored quotes after the marks."""
+    def assign(self, shards: Collection[int], count: int, uow: UnitOfWork, now: datetime) -> None:
+        """Start owning the tickers of `shards` (of `count`): load exactly their
+        subscriptions, states and marks, then apply their stored quotes after the marks."""
         with self._lock:
-            if self._owned is None:
+            if self._shards.all_keys:
                 return  # owns everything already
-            new = set(tickers) - self._owned
-            self._owned |= new
+            if count != self._shards.count:
+                self._engine = None  # a new split: load what is owned from scratch
+            new = self._shards.assign(shards, count)
             if not new:
                 return
             engine = self._engine
@@ -107,26 +124,29 @@ class AlertTracker:
                 self._engine = None
                 raise
 
-    def revoke(self, tickers: Collection[Ticker]) -> None:
-        """Stop owning `tickers` and forget their subscriptions (another instance has them)."""
+    def revoke(self, shards: Collection[int]) -> None:
+        """Stop owning the tickers of `shards` and forget their subscriptions (another
+        instance has them)."""
         with self._lock:
-            if self._owned is None:
-                raise ValueError("an alert tracker that owns every ticker cannot revoke some")
-            self._owned -= set(tickers)
-            if self._engine is not None:
-                self._engine.drop_tickers({t.value for t in tickers})
-            log.info("event=alert_tickers_revoked tickers=%d", len(tickers))
+            gone = self._shards.revoke(shards)
+            if self._engine is not None and gone:
+                tickers = self._shards.select(self._engine.tickers(), gone)
+                self._engine.drop_tickers(tickers)
+                log.info(
+                    "event=alert_tickers_revoked shards=%d tickers=%d", len(gone), len(tickers)
+                )
 
     def _load(self, uow: UnitOfWork, now: datetime) -> None:
         engine = AlertEngine()
-        self._load_into(engine, self._owned, uow, now)
+        shards = None if self._shards.all_keys else self._shards.owned()
+        self._load_into(engine, shards, uow, now)
         self._engine = engine
 
     def _load_into(
-        self, engine: AlertEngine, tickers: set[Ticker] | None, uow: UnitOfWork, now: datetime
+        self, engine: AlertEngine, shards: frozenset[int] | None, uow: UnitOfWork, now: datetime
     ) -> None:
         with uow:
-            if tickers is None:
+            if shards is None:
                 subs = uow.subscriptions.all()
                 states = uow.alert_states.all()
                 marks = uow.alert_progress.all()
@@ -134,6 +154,10 @@ class AlertTracker:
                 quoted = {q.ticker: q.quoted_at for q in uow.quotes.latest_quotes()}
                 behind = [t for t, at in quoted.items() if t not in marks or at > marks[t]]
             else:
+                # The tickers of these shards that have subscriptions or a mark.
+                known = {t.value for t in uow.subscriptions.tickers_in_use()}
+                known |= {t.value for t in uow.alert_progress.all()}
+                tickers = {Ticker(v) for v in self._shards.select(known, shards)}
                 subs = uow.subscriptions.for_tickers(tickers)
                 states = uow.alert_states.for_tickers(tickers)
                 marks = uow.alert_progress.get_many(tickers)
@@ -145,7 +169,7 @@ class AlertTracker:
         log.info(
             "event=alert_engine_loaded subscriptions=%d tickers=%d backlog_quotes=%d",
             len(subs),
-            len(marks) if tickers is None else len(tickers),
+            len(marks) if shards is None else len(tickers),
             len(backlog),
         )
         self._apply_all(engine, sorted(backlog, key=lambda q: q.quoted_at), uow, now)

@@ -21,8 +21,8 @@ def apply_price_update(
 
 
 def index_subscription(event: SubscriptionSet, uow: UnitOfWork, *, alerts: AlertTracker) -> None:
-    """Keep the engine's index in step with the write model."""
-    alerts.upsert(event.subscription, event.high, event.low)
+    """Keep the engine's index in step with the write model (read from it: the truth)."""
+    alerts.refresh(event.subscription, uow)
 
 
 def unindex_subscription(
@@ -33,14 +33,15 @@ def unindex_subscription(
 
 
 def load_alerts(cmd: LoadAlerts, uow: UnitOfWork, *, alerts: AlertTracker, clock: Clock) -> None:
-    """Load the engine from storage (all tickers, or start owning `cmd.tickers`) and apply
-    the stored quotes after each ticker's high-water mark: what a crash left unapplied."""
-    if cmd.tickers is None:
+    """Load the engine from storage (all tickers, or start owning the tickers of
+    `cmd.shards`) and apply the stored quotes after each ticker's high-water mark: what a
+    crash left unapplied."""
+    if cmd.shards is None:
         alerts.reload(uow, clock.now())
     else:
-        alerts.assign(cmd.tickers, uow, clock.now())
+        alerts.assign(cmd.shards, cmd.shard_count, uow, clock.now())
 
 
 def drop_alerts(cmd: DropAlerts, uow: UnitOfWork, *, alerts: AlertTracker) -> None:
-    """Stop evaluating `cmd.tickers` (their partitions went to another instance)."""
-    alerts.revoke(cmd.tickers)
+    """Stop evaluating the tickers of `cmd.shards` (their partitions went elsewhere)."""
+    alerts.revoke(cmd.shards)
