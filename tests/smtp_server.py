@@ -319,3 +319,10 @@ def smtp_environ(server: SmtpServer, pause_s: float) -> dict[str, str]:
         "STOCKALERT_MAIL_RETRY_BASE_S": "0.5",
         "STOCKALERT_MAIL_RETRY_MAX_S": "1",
     }
+
+
+def notification_id_of(message_id: str) -> str:
+    """The notification id back from a Message-ID (email_message.message_id: the id with
+    ':' written as '.'; subscription ids are uuid hex, without dots)."""
+    local = message_id.strip().removeprefix("<").split("@", 1)[0]
+    return ":".join(local.rsplit(".", 2))

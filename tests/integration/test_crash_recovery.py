@@ -41,7 +41,7 @@ from tests.processes import (
     wait_until_serving,
 )
 from tests.replay import write_replay
-from tests.smtp_server import SmtpServer, smtp_environ
+from tests.smtp_server import SmtpServer, notification_id_of, smtp_environ
 
 EXAMPLE_PRICES = Path(__file__).resolve().parents[2] / "examples" / "prices.csv"
 PASSWORD = "password123"
@@ -239,13 +239,6 @@ def storm_database() -> str:
     """A fresh MariaDB database of this pytest-xdist worker for the storm test (dropped and
     created again; the run migrates it)."""
     return worker_database_url(mariadb_url(), "crash", fresh=True)
-
-
-def notification_id_of(message_id: str) -> str:
-    """The notification id back from a Message-ID (email_message.message_id: the id with
-    ':' written as '.'; subscription ids are uuid hex, without dots)."""
-    local = message_id.strip().removeprefix("<").split("@", 1)[0]
-    return ":".join(local.rsplit(".", 2))
 
 
 def test_sigkills_during_an_alert_storm_lose_no_email(

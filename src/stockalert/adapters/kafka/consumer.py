@@ -40,6 +40,7 @@ from stockalert.adapters.kafka.codec import CodecError, decode
 from stockalert.adapters.kafka.producer import Headers, KafkaProducer
 from stockalert.adapters.outbox import OutboxMessage
 from stockalert.domain.events import Event
+from stockalert.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -125,12 +126,22 @@ class KafkaEventConsumer:
             return
 
         def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            log.info(
+                "event=kafka_partitions_assigned topics=%s partitions=%s",
+                ",".join(self._topics),
+                ",".join(str(p.partition) for p in partitions) or "-",
+            )
             if self._on_assign is not None and partitions:
                 topic = self._topics[0]
                 count = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
                 self._callback(self._on_assign, frozenset(p.partition for p in partitions), count)
 
         def revoked(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            log.info(
+                "event=kafka_partitions_revoked topics=%s partitions=%s",
+                ",".join(self._topics),
+                ",".join(str(p.partition) for p in partitions) or "-",
+            )
             if self._on_revoke is not None and partitions:
                 self._callback(self._on_revoke, frozenset(p.partition for p in partitions))
 
@@ -208,6 +219,7 @@ class KafkaEventConsumer:
             self._again(message)
             return True
         self._retry_s = 1.0
+        crash_point("consumer.handled")
         self._commit(message)
         return True
 

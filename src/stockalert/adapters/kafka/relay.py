@@ -26,6 +26,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 
 from stockalert.adapters.kafka.producer import Delivered, Headers, KafkaProducer
 from stockalert.adapters.outbox import Checkpoints, OutboxRow, OutboxStore
+from stockalert.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,7 @@ class OutboxRelay:
         now: Callable[[], datetime],
         *,
         batch: int = 500,
-        lease_ttl: timedelta = timedelta(seconds=30),
+        lease_ttl: timedelta = timedelta(seconds=10),
         interval_s: float = 1.0,
     ) -> None:
         self._store = store
@@ -118,6 +119,7 @@ class OutboxRelay:
             except Exception:
                 self._recovered = False  # some may be in Kafka: look before sending again
                 raise
+            crash_point("relay.published")
             self._store.publish_done([r.outbox_id for r in rows], _checkpoints(delivered))
             sent += len(rows)
             log.debug("event=outbox_published count=%d", len(rows))

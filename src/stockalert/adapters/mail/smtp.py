@@ -48,6 +48,7 @@ from stockalert.domain.ports import (
     MailPermanentError,
     MailTemporaryError,
 )
+from stockalert.faults import crash_point
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +263,7 @@ class SmtpMailer:
             unavailable, reused = True, self._connection is not None
             try:
                 self._connect().sendmail(self._envelope_sender, recipients, data)
+                crash_point("smtp.accepted")
                 return
             except smtplib.SMTPRecipientsRefused as err:
                 codes = [code for code, _ in err.recipients.values()]

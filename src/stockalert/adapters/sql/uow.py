@@ -25,6 +25,7 @@ from stockalert.adapters.sql.repositories import (
 )
 from stockalert.domain.errors import Unavailable
 from stockalert.domain.events import Event
+from stockalert.faults import crash_point
 
 
 def is_outage(error: BaseException) -> bool:
@@ -103,6 +104,7 @@ class SqlUnitOfWork:
             # The transactional outbox: the messages commit with the change, or not at all.
             write_messages(self._conn(), messages, self._now())
         if self._transaction is not None and self._transaction.is_active:
+            crash_point("db.commit")
             try:
                 self._transaction.commit()
             except DBAPIError as err:

@@ -86,10 +86,12 @@ class AlertTracker:
                 stored = uow.subscriptions.get(sub.user_id, sub.ticker)
                 if stored is None or stored.subscription_id != sid:
                     engine.remove(sid)  # removed since (its own message follows)
+                    log.debug("event=subscription_refreshed subscription_id=%s gone=1", sid)
                     return
                 high = uow.alert_states.get(sid, Side.HIGH)
                 low = uow.alert_states.get(sid, Side.LOW)
             engine.upsert(stored, high, low)
+            log.debug("event=subscription_refreshed subscription_id=%s", sid)
 
     def remove(self, subscription_id: str) -> None:
         """A subscription was removed (and committed)."""
