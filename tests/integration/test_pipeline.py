@@ -15,8 +15,14 @@ from stockalert.adapters.kafka.producer import KafkaProducer, ProducerSettings
 from stockalert.adapters.kafka.topics import Topics
 from stockalert.adapters.outbox import OutboxMessage
 from tests.integration.conftest import mariadb_url, worker_database_url
+from tests.integration.kafka_cluster import (
+    cluster_lock,
+    dev_services,
+    fresh_topics,
+    kafka_bootstrap,
+)
 from tests.integration.pipeline import Pipeline, Scenario
-from tests.processes import log_events, wait_for
+from tests.processes import kill, log_events, wait_for
 from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.integration
@@ -132,5 +138,96 @@ def test_a_poison_message_on_each_topic_goes_to_the_dead_letter_topic_and_roles_
         "the three poison messages dead-lettered",
         logs=pipeline.logs(),
     )
+    assert alert_system.popen.poll() is None
+    assert notifier.popen.poll() is None
+
+
+def test_two_alert_systems_and_two_notifiers_one_of_each_killed_mail_exactly_once(
+    pipeline: Pipeline,
+) -> None:
+    """Two instances of each role split the partitions; mid-stream one of each is SIGKILLed:
+    its partitions move to the survivor (rebalance), which resumes from the stored states
+    and the ledger. The e-mails are exactly the single-instance ones (the reference engine's);
+    only the notifier's e-mail in flight at its kill may go out twice."""
+    scenario = Scenario.random_walks(random.Random(5), users=60, tickers=8, steps=40)
+    expected = scenario.expected()
+    pipeline.seed(scenario)
+    alert_systems = [pipeline.start("alert-system") for _ in range(2)]
+    notifiers = [pipeline.start("notifier") for _ in range(2)]
+    pipeline.wait_assigned(*alert_systems, *notifiers)
+    wait_for(
+        lambda: (
+            all(log_events(p.log, "kafka_partitions_assigned") >= 2 for p in alert_systems)
+            or len(pipeline.ledger()) > 0
+        ),
+        60,
+        "the second alert-system to get partitions",
+        logs=pipeline.logs(),
+    )
+    steps = scenario.steps()
+    half = len(steps) // 2
+    pipeline.feed(steps[:half])
+    wait_for(lambda: len(pipeline.mailed()) >= len(expected) // 4, 120, "a quarter of the e-mails")
+
+    kill(alert_systems[0].popen)
+    kill(notifiers[0].popen)
+    pipeline.feed(steps[half:])
+
+    pipeline.settle(expected, timeout=180)
+    pipeline.check_exactly_once(expected, resends_allowed=1)
+    for survivor in (alert_systems[1], notifiers[1]):
+        assert survivor.popen.poll() is None
+        # It took the partitions of the killed one over (a second assignment).
+        assert log_events(survivor.log, "kafka_partitions_assigned") >= 2
+
+
+@pytest.fixture
+def pipeline_alone(tmp_path: Path) -> Iterator[Pipeline]:
+    """A pipeline on the cluster for this test alone (it kills a broker; whole again after)."""
+    bootstrap = kafka_bootstrap()
+    url = worker_database_url(mariadb_url(), "pipeline", fresh=True)
+    with cluster_lock(exclusive=True), fresh_topics(bootstrap) as topics, SmtpServer() as smtp:
+        running = Pipeline(tmp_path, url, bootstrap, topics, smtp)
+        try:
+            yield running
+        finally:
+            running.close()
+            dev_services("start-broker", str(KILLED_BROKER))  # a no-op when it is running
+
+
+KILLED_BROKER = 2
+STORM = 10_000
+
+
+def test_a_broker_killed_during_ten_thousand_notifications_loses_and_repeats_none(
+    pipeline_alone: Pipeline,
+) -> None:
+    """10,000 crossings at once (10,000 users on 4 tickers); when 2,000 e-mails are out one
+    broker is SIGKILLed: the stream keeps flowing on the other two (RF 3, min ISR 2), and in
+    the end the SMTP server has every e-mail exactly once."""
+    pipeline = pipeline_alone
+    scenario = Scenario.storm(users=STORM, tickers=4)
+    expected = scenario.expected()
+    assert len(expected) == STORM
+    pipeline.seed(scenario)
+    alert_system = pipeline.start("alert-system")
+    notifier = pipeline.start("notifier")
+    pipeline.wait_assigned(alert_system, notifier, timeout=120)
+    pipeline.feed(scenario.steps())
+    smtp = pipeline.smtp
+
+    wait_for(lambda: len(smtp.messages) >= 2_000, 240, "2,000 e-mails", logs=pipeline.logs())
+    dev_services("kill-broker", str(KILLED_BROKER))
+    at_kill = len(smtp.messages)
+    wait_for(
+        lambda: len(smtp.messages) >= at_kill + 2_000,
+        240,
+        "2,000 more e-mails with a broker down",
+        logs=pipeline.logs(),
+    )
+    dev_services("start-broker", str(KILLED_BROKER))
+
+    pipeline.settle(expected, timeout=300)
+    pipeline.check_exactly_once(expected)
     assert alert_system.popen.poll() is None
     assert notifier.popen.poll() is None

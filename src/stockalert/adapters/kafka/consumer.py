@@ -81,6 +81,10 @@ def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
     }
 
 
+def _number(partition: TopicPartition) -> int:
+    return int(partition.partition)
+
+
 class KafkaEventConsumer:
     """Reads events from topics in a consumer group and hands each to `handle`."""
 
@@ -126,23 +130,27 @@ class KafkaEventConsumer:
             return
 
         def assigned(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if not partitions:
+                return  # an incremental rebalance that gave this member nothing new
             log.info(
                 "event=kafka_partitions_assigned topics=%s partitions=%s",
                 ",".join(self._topics),
-                ",".join(str(p.partition) for p in partitions) or "-",
+                ",".join(str(p.partition) for p in sorted(partitions, key=_number)),
             )
-            if self._on_assign is not None and partitions:
+            if self._on_assign is not None:
                 topic = self._topics[0]
                 count = len(consumer.list_topics(topic, timeout=10).topics[topic].partitions)
                 self._callback(self._on_assign, frozenset(p.partition for p in partitions), count)
 
         def revoked(consumer: Consumer, partitions: list[TopicPartition]) -> None:
+            if not partitions:
+                return
             log.info(
                 "event=kafka_partitions_revoked topics=%s partitions=%s",
                 ",".join(self._topics),
-                ",".join(str(p.partition) for p in partitions) or "-",
+                ",".join(str(p.partition) for p in sorted(partitions, key=_number)),
             )
-            if self._on_revoke is not None and partitions:
+            if self._on_revoke is not None:
                 self._callback(self._on_revoke, frozenset(p.partition for p in partitions))
 
         self._consumer.subscribe(
