@@ -30,6 +30,7 @@ from stockalert.adapters.outbox import OutboxMessage
 from stockalert.containers import no_storage
 from stockalert.domain.events import Event, PriceUpdated
 from stockalert.domain.model import Quote, Ticker
+from stockalert.domain.sharding import shard_of
 from tests.integration.kafka_cluster import (
     cluster_lock,
     dev_services,
@@ -302,3 +303,15 @@ def test_the_consumer_stops_when_halted(
     halt.set()
     runner.join(timeout=15)
     assert not runner.is_alive()
+
+
+def test_a_key_lands_in_the_partition_its_shard_names(
+    producer: KafkaProducer, topics: Topics
+) -> None:
+    """The producer's partition of a ticker or a user is `shard_of(key, partitions)`: what
+    an alert-system or notifier instance owns follows from the partitions it was given."""
+    keys = [f"T{n}" for n in range(40)] + [uuid.uuid4().hex for _ in range(40)]
+    delivered = producer.send(
+        [OutboxMessage(topics.to_notifier, key.encode(), b"{}") for key in keys]
+    )
+    assert [d.partition for d in delivered] == [shard_of(key, topics.partitions) for key in keys]

@@ -216,18 +216,18 @@ def test_a_broker_killed_during_ten_thousand_notifications_loses_and_repeats_non
     pipeline.feed(scenario.steps())
     smtp = pipeline.smtp
 
-    wait_for(lambda: len(smtp.messages) >= 2_000, 240, "2,000 e-mails", logs=pipeline.logs())
+    wait_for(lambda: len(smtp.messages) >= 2_000, 360, "2,000 e-mails", logs=pipeline.logs())
     dev_services("kill-broker", str(KILLED_BROKER))
     at_kill = len(smtp.messages)
     wait_for(
         lambda: len(smtp.messages) >= at_kill + 2_000,
-        240,
+        360,
         "2,000 more e-mails with a broker down",
         logs=pipeline.logs(),
     )
     dev_services("start-broker", str(KILLED_BROKER))
 
-    pipeline.settle(expected, timeout=300)
+    pipeline.settle(expected, timeout=600)
     pipeline.check_exactly_once(expected)
     assert alert_system.popen.poll() is None
     assert notifier.popen.poll() is None

@@ -62,6 +62,10 @@ class AlertTracker:
         """Apply one stored quote of an owned ticker: persist what changed, record alerts."""
         with self._lock:
             if not self.owns(quote.ticker):
+                # Its partition is not this instance's shard: a producer that partitions
+                # otherwise than crc32 (see domain/sharding.py), or a message published to the
+                # wrong topic. Its owner applies it from storage when it loads the ticker.
+                log.warning("event=quote_not_owned ticker=%s", quote.ticker)
                 return
             engine = self._engine
             if engine is None:
