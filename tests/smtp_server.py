@@ -12,17 +12,21 @@ Optionally it speaks TLS (STARTTLS required, or implicit TLS) and requires a log
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
 import email.policy
 import multiprocessing
+import re
 import socket
 import ssl
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import closing, contextmanager
 from email.message import EmailMessage
-from typing import Any
+from pathlib import Path
+from typing import IO, Any
 
 import attrs
 from aiosmtpd.controller import Controller
@@ -249,28 +253,46 @@ class SmtpServer:
 # ----- a "250 OK" sink in a child process (benchmark) -------------------------------------
 
 
-class SinkHandler:
-    """Accepts everything and counts the messages."""
+_MESSAGE_ID = re.compile(rb"^Message-ID:[ \t]*(\S+)", re.IGNORECASE | re.MULTILINE)
 
-    def __init__(self, counter: Any) -> None:
+
+class SinkHandler:
+    """Accepts everything and counts the messages; with a `record` file, appends a line
+    "ACCEPTED_AT MESSAGE_ID" per message (the wall-clock time of its "250")."""
+
+    def __init__(self, counter: Any, record: IO[str] | None = None) -> None:
         self._counter = counter
+        self._record = record
 
     async def handle_DATA(  # noqa: N802 - aiosmtpd hook name
         self, server: SMTP, session: Any, envelope: Any
     ) -> str:
+        if self._record is not None:
+            content = envelope.content or b""
+            head = content.split(b"\r\n\r\n", 1)[0]
+            found = _MESSAGE_ID.search(head)
+            message_id = found.group(1).decode() if found else "-"
+            self._record.write(f"{time.time():.6f} {message_id}\n")
         with self._counter.get_lock():
             self._counter.value += 1
         return "250 OK"
 
 
-def _run_sink(port: int, counter: Any, ready: Any, stop: Any) -> None:
-    controller = Controller(SinkHandler(counter), hostname=HOST, port=port, ready_timeout=5.0)
-    controller.start()
-    ready.set()
-    try:
-        stop.wait(SINK_LIFETIME_S)
-    finally:
-        controller.stop()
+def _run_sink(
+    port: int, counter: Any, ready: Any, stop: Any, record: str | None, lifetime_s: float
+) -> None:
+    with contextlib.ExitStack() as stack:
+        log = None
+        if record is not None:
+            log = stack.enter_context(open(record, "a", encoding="ascii", buffering=1))
+        handler = SinkHandler(counter, log)
+        controller = Controller(handler, hostname=HOST, port=port, ready_timeout=5.0)
+        controller.start()
+        ready.set()
+        try:
+            stop.wait(lifetime_s)
+        finally:
+            controller.stop()
 
 
 @attrs.define
@@ -286,13 +308,18 @@ class Sink:
 
 
 @contextmanager
-def sink_process() -> Iterator[Sink]:
-    """A "250 OK" SMTP server in a child process (its own CPU); stopped on exit."""
+def sink_process(record: Path | None = None, lifetime_s: float = SINK_LIFETIME_S) -> Iterator[Sink]:
+    """A "250 OK" SMTP server in a child process (its own CPU); stopped on exit, or by itself
+    after `lifetime_s`. With `record`, each accepted message's time and Message-ID are
+    appended to that file."""
     ctx = multiprocessing.get_context("spawn")
     port = free_port()
     counter = ctx.Value("q", 0)
     ready, stop = ctx.Event(), ctx.Event()
-    process = ctx.Process(target=_run_sink, args=(port, counter, ready, stop), daemon=True)
+    where = None if record is None else str(record)
+    process = ctx.Process(
+        target=_run_sink, args=(port, counter, ready, stop, where, lifetime_s), daemon=True
+    )
     process.start()
     try:
         if not ready.wait(30.0):

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 import secrets
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from typing import Protocol
 
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
+    ApplyQuotes,
     AssignRecipients,
     CleanUp,
     CollectPrices,
     DeleteUser,
+    DeliverNotifications,
     DropAlerts,
     LoadAlerts,
     LoginUser,
@@ -121,6 +124,7 @@ def alert_evaluation(*, alerts: AlertTracker, clock: Clock) -> HandlerSet:
     """Quotes through the alert engine; the engine's index follows the subscriptions."""
     return HandlerSet(
         commands={
+            ApplyQuotes: partial(alerting.apply_quotes, alerts=alerts, clock=clock),
             LoadAlerts: partial(alerting.load_alerts, alerts=alerts, clock=clock),
             DropAlerts: partial(alerting.drop_alerts, alerts=alerts),
         },
@@ -138,6 +142,7 @@ def notification_delivery(
     clock: Clock,
     retry: RetryPolicy | None = None,
     recipients: Shards | None = None,
+    lanes: Sequence[delivery.Lane] = (),
 ) -> HandlerSet:
     """E-mailing: fresh alerts at once, due PENDING ones in passes, each user's in order; to
     every user, or (a notifier instance) to the users of the shards it is assigned."""
@@ -147,9 +152,13 @@ def notification_delivery(
         retry=retry or RetryPolicy(),
         serial=threading.Lock(),  # one delivery at a time in this process
         recipients=recipients if recipients is not None else Shards.everything(),
+        lanes=tuple(lanes),
+        # The lanes' sending, beside the delivery's own (threads: it waits on the network).
+        pool=ThreadPoolExecutor(len(lanes), thread_name_prefix="mail-lane") if lanes else None,
     )
     return HandlerSet(
         commands={
+            DeliverNotifications: partial(delivery.deliver_notifications, delivery=use),
             RetryPendingNotifications: partial(delivery.retry_pending_notifications, delivery=use),
             AssignRecipients: partial(delivery.assign_recipients, delivery=use),
             RevokeRecipients: partial(delivery.revoke_recipients, delivery=use),

@@ -19,7 +19,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -50,12 +50,16 @@ from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
+    ApplyQuotes,
     AssignRecipients,
     Command,
+    DeliverNotifications,
     DropAlerts,
     LoadAlerts,
     RevokeRecipients,
 )
+from stockalert.domain.events import AlertRaised, Event, PriceUpdated
+from stockalert.domain.handlers.delivery import Lane
 from stockalert.domain.messagebus import HandlerSet, MessageBus
 from stockalert.domain.model import RetryPolicy
 from stockalert.domain.ports import Mailer, PriceSource, UnitOfWork
@@ -93,6 +97,12 @@ def smtp_mailer(settings: dict[str, Any]) -> Iterator[Mailer]:
         yield mailer
     finally:
         mailer.close()
+
+
+def smtp_lanes(mailer: Any, uow: Callable[[], UnitOfWork]) -> list[Lane]:
+    """The SMTP mailer's siblings (STOCKALERT_SMTP_CONNECTIONS - 1), each a delivery lane
+    recording its outcomes through units of work of its own."""
+    return [Lane(sibling, uow) for sibling in mailer.lanes()[1:]]
 
 
 def retry_policy(settings: dict[str, float] | None) -> RetryPolicy:
@@ -258,6 +268,13 @@ class Delivery(containers.DeclarativeContainer):
         ),
         smtp=providers.Resource(smtp_mailer, settings=config.mail.smtp),
     )
+    # More SMTP connections sending side by side (STOCKALERT_SMTP_CONNECTIONS).
+    lanes = providers.Selector(
+        config.mail.kind,
+        memory=providers.Object(()),
+        outbox=providers.Object(()),
+        smtp=providers.Singleton(smtp_lanes, mailer=mailer, uow=core.uow.provider),
+    )
     # Every user; a notifier instance on Kafka: those of its to-notifier partitions.
     recipients = providers.Singleton(Shards.everything)
     handlers = providers.Singleton(
@@ -266,6 +283,7 @@ class Delivery(containers.DeclarativeContainer):
         clock=core.clock,
         retry=providers.Factory(retry_policy, config.mail_retry),
         recipients=recipients,
+        lanes=lanes,
     )
 
 
@@ -387,10 +405,21 @@ def event_consumer(
     assigned: Callable[[frozenset[int], int], Command] | None = None,
     revoked: Callable[[frozenset[int]], Command] | None = None,
     follow: bool = False,
+    batch: Callable[[Sequence[Event]], tuple[Command | None, list[Event]]] | None = None,
 ) -> Any:
     """A consumer of `topic` handing each event to the bus (confluent-kafka loads only here);
-    partitions assigned and revoked become the commands `assigned` and `revoked` make."""
+    partitions assigned and revoked become the commands `assigned` and `revoked` make. With
+    `batch`, what arrived together becomes one command (and the events it does not take are
+    handed over one by one)."""
     from stockalert.adapters.kafka.consumer import ConsumerSettings, KafkaEventConsumer
+
+    def handle_batch(events: Sequence[Event]) -> None:
+        assert batch is not None
+        command, others = batch(events)
+        if command is not None:
+            bus.handle(command)
+        for event in others:
+            bus.publish(event)
 
     return KafkaEventConsumer(
         ConsumerSettings(group_id=group, **settings),
@@ -401,7 +430,24 @@ def event_consumer(
         on_assign=None if assigned is None else lambda p, n: bus.handle(assigned(p, n)),
         on_revoke=None if revoked is None else lambda p: bus.handle(revoked(p)),
         follow=follow,
+        handle_batch=None if batch is None else handle_batch,
     )
+
+
+def quotes_batch(events: Sequence[Event]) -> tuple[Command | None, list[Event]]:
+    """The quotes among what an alert-system read together, applied in one transaction;
+    the other events."""
+    quotes = tuple(e.quote for e in events if isinstance(e, PriceUpdated))
+    others = [e for e in events if not isinstance(e, PriceUpdated)]
+    return (ApplyQuotes(quotes) if quotes else None), others
+
+
+def notifications_batch(events: Sequence[Event]) -> tuple[Command | None, list[Event]]:
+    """The notifications among what a notifier read together, delivered together; the other
+    events."""
+    found = tuple(e.notification for e in events if isinstance(e, AlertRaised))
+    others = [e for e in events if not isinstance(e, AlertRaised)]
+    return (DeliverNotifications(found) if found else None), others
 
 
 class AlertSystem(containers.DeclarativeContainer):
@@ -424,6 +470,7 @@ class AlertSystem(containers.DeclarativeContainer):
         dead_letter_topic=core.topics.provided.dead_letter,
         assigned=providers.Object(LoadAlerts),
         revoked=providers.Object(DropAlerts),
+        batch=providers.Object(quotes_batch),
     )
     changes = providers.Singleton(
         event_consumer,
@@ -465,6 +512,7 @@ class Notifier(containers.DeclarativeContainer):
         dead_letter_topic=core.topics.provided.dead_letter,
         assigned=providers.Object(AssignRecipients),
         revoked=providers.Object(RevokeRecipients),
+        batch=providers.Object(notifications_batch),
     )
 
 

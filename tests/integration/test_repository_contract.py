@@ -254,6 +254,40 @@ def test_due_users_and_the_pending_of_a_user_in_sending_order(uow_factory: UowFa
         assert in_order == ["s0:LOW:1", "s2:HIGH:1"]  # same quote time: by id; SENT left out
         assert uow.notifications.pending_of("u1", 1)[0] == second_of_u1
         assert uow.notifications.get("s3:HIGH:1") == retry_later  # the time round-trips
+        by_user = uow.notifications.pending_of_users(["u1", "u2", "u9"], 1)
+        assert by_user == {"u1": [second_of_u1], "u2": [retry_later]}  # first of each
+        both = uow.notifications.get_many(["s0:LOW:1", "s4:HIGH:1", "nope"])
+        assert both == {"s0:LOW:1": second_of_u1, "s4:HIGH:1": sent}
+
+
+def test_batched_writes_of_the_alert_system(uow_factory: UowFactory) -> None:
+    """save_many of side states (inserted or replaced; a removed subscription skipped) and of
+    high-water marks; existing users among ids."""
+    seed(uow_factory, user(1), user(2), subs=(sub("s1", high_value=190.0),))
+    fired = SideState(SideStatus.FIRED, 3, 1767623400.25, 2, 1767627000.5)
+    uow = uow_factory()
+    with uow:
+        uow.alert_states.save("s1", Side.HIGH, SideState(episode=1))
+        uow.alert_progress.save(AAPL, T0)
+        uow.commit()
+    with uow:
+        uow.alert_states.save_many(
+            [
+                ("s1", Side.HIGH, fired),
+                ("s1", Side.LOW, SideState(episode=4)),
+                ("gone", Side.LOW, fired),
+            ]
+        )
+        uow.alert_progress.save_many({MSFT: T0, AAPL: T0 + timedelta(minutes=1)})
+        uow.commit()
+    with uow:
+        assert uow.alert_states.all() == {
+            ("s1", Side.HIGH): fired,
+            ("s1", Side.LOW): SideState(episode=4),
+        }
+        assert uow.alert_progress.all() == {AAPL: T0 + timedelta(minutes=1), MSFT: T0}
+        assert uow.users.existing(["u1", "u2", "u3"]) == {"u1", "u2"}
+        assert uow.users.existing([]) == set()
 
 
 def test_request_ledger_stores_replies_including_failures(uow_factory: UowFactory) -> None:

@@ -10,6 +10,7 @@ import pytest
 
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
+    ApplyQuotes,
     DropAlerts,
     LoadAlerts,
     RecordQuotes,
@@ -153,3 +154,25 @@ def test_partitions_of_a_new_split_start_over() -> None:
     assert not tracker.owns(MSFT)
     bus.handle(quotes(storage, 101.0, 201.0))
     assert tickers_mailed(storage) == ["AAPL"]
+
+
+def test_quotes_read_together_are_applied_in_order_once() -> None:
+    """ApplyQuotes (what an alert-system read in one batch): the stored quotes of both
+    tickers, AAPL crossing, re-arming and crossing again, give the e-mails one at a time
+    would, in order; the same batch again (redelivered) gives none."""
+    storage = Storage()
+    setup_users(storage)
+    instance = owning(storage, AAPL, MSFT)
+    collector = owning(storage)  # stores the quotes; owns no ticker, so applies none
+    batch: list[Quote] = []
+    for aapl, msft in [(101.0, 150.0), (98.0, 201.0), (101.0, 202.0)]:
+        recorded = quotes(storage, aapl, msft)
+        collector.bus().handle(recorded)
+        batch += recorded.quotes
+    assert tickers_mailed(storage) == []
+
+    instance.bus().handle(ApplyQuotes(tuple(batch)))
+
+    assert tickers_mailed(storage) == ["AAPL", "MSFT", "AAPL"]
+    instance.bus().handle(ApplyQuotes(tuple(batch)))
+    assert len(tickers_mailed(storage)) == 3

@@ -12,11 +12,13 @@ from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.domain.commands import (
     AssignRecipients,
     DeleteUser,
+    DeliverNotifications,
     RetryPendingNotifications,
     RevokeRecipients,
     SubscriptionSpec,
 )
 from stockalert.domain.events import AlertRaised
+from stockalert.domain.handlers.delivery import Lane
 from stockalert.domain.messagebus import MessageBus
 from stockalert.domain.model import (
     DeliveryStatus,
@@ -278,3 +280,147 @@ def test_a_notifier_instance_delivers_only_to_the_users_of_its_shards() -> None:
     second.bus().handle(AssignRecipients(frozenset({1}), count))
     second.bus().handle(RetryPendingNotifications())
     assert sorted(n.user_id for n in storage.mailer.sent) == sorted(users)
+
+
+# ----- what a notifier read together ------------------------------------------------------------
+
+
+def _raised_elsewhere(user_id: str, email: str, ticker: str, minute: int) -> Notification:
+    """A notification an alert-system raised (not in this process's ledger yet)."""
+    start = ManualClock().now()
+    return Notification(
+        notification_id=f"sub-{user_id}-{ticker}:HIGH:1",
+        subscription_id=f"sub-{user_id}-{ticker}",
+        user_id=user_id,
+        email=Email(email),
+        ticker=Ticker(ticker),
+        side=Side.HIGH,
+        kind=NotificationKind.CROSSING,
+        price=101.0,
+        threshold=100.0,
+        quoted_at=start + timedelta(minutes=minute),
+        episode=1,
+    )
+
+
+def test_a_batch_is_recorded_then_mailed_once_each_every_users_in_order(
+    bus: MessageBus, mailer: MemoryMailer, store: MemoryStore
+) -> None:
+    """Notifications read together (one user's arriving out of order, one twice): each is
+    in the ledger and SENT, mailed once, each user's by quote time; the same batch read
+    again (a redelivery) mails nothing."""
+    ann = register(bus, "ann@example.com")
+    bob = register(bus, "bob@example.com")
+    batch = (
+        _raised_elsewhere(ann, "ann@example.com", "MSFT", 2),
+        _raised_elsewhere(bob, "bob@example.com", "AAPL", 1),
+        _raised_elsewhere(ann, "ann@example.com", "AAPL", 1),
+        _raised_elsewhere(bob, "bob@example.com", "AAPL", 1),  # the same one again
+    )
+
+    assert bus.handle(DeliverNotifications(batch)) == 3
+
+    assert [(n.user_id, n.ticker.value) for n in mailer.sent] == [
+        (ann, "AAPL"),
+        (ann, "MSFT"),
+        (bob, "AAPL"),
+    ]
+    assert {r.status for r in store.notifications.values()} == {DeliveryStatus.SENT}
+    assert len(store.notifications) == 3
+    assert bus.handle(DeliverNotifications(batch)) == 0
+    assert len(mailer.sent) == 3
+
+
+def test_in_a_batch_a_deferred_e_mail_holds_back_only_its_own_users_later_ones(
+    bus: MessageBus, mailer: MemoryMailer, clock: ManualClock
+) -> None:
+    """Ann's first e-mail fails for now: her second waits behind it, PENDING and untried,
+    while Bob's and Cy's go out in the same delivery; later both of Ann's go, in order."""
+    ann = register(bus, "ann@example.com")
+    bob = register(bus, "bob@example.com")
+    cy = register(bus, "cy@example.com")
+    mailer.fail_next(MailTemporaryError("421 mailbox busy"))
+    batch = (
+        _raised_elsewhere(ann, "ann@example.com", "AAPL", 1),
+        _raised_elsewhere(ann, "ann@example.com", "MSFT", 2),
+        _raised_elsewhere(bob, "bob@example.com", "AAPL", 1),
+        _raised_elsewhere(cy, "cy@example.com", "AAPL", 1),
+    )
+
+    assert bus.handle(DeliverNotifications(batch)) == 2
+
+    assert [n.user_id for n in mailer.sent] == [bob, cy]
+    first, second = sorted(notifications(bus, ann), key=lambda r: r.notification.quoted_at)
+    assert (first.status, first.attempts) == (DeliveryStatus.PENDING, 1)
+    assert (second.status, second.attempts, second.last_error) == (
+        DeliveryStatus.PENDING,
+        0,
+        None,
+    )
+    clock.advance(3600)
+    assert bus.handle(RetryPendingNotifications()) == 2
+    assert [n.ticker.value for n in mailer.sent[2:]] == ["AAPL", "MSFT"]
+
+
+def test_in_a_batch_an_unavailable_server_stops_the_sending_and_nothing_is_lost(
+    bus: MessageBus, mailer: MemoryMailer, clock: ManualClock, store: MemoryStore
+) -> None:
+    """The mailer does not even try (its server is unreachable): the rest of the batch is
+    not offered to it; everything stays PENDING and the next due pass sends it all."""
+    users = [register(bus, f"user{n}@example.com") for n in range(4)]
+    mailer.fail_next(MailNotAttempted("server unavailable"))
+    batch = tuple(
+        _raised_elsewhere(u, f"user{n}@example.com", "AAPL", 1) for n, u in enumerate(users)
+    )
+
+    assert bus.handle(DeliverNotifications(batch)) == 0
+
+    assert mailer.sent == []
+    assert {r.status for r in store.notifications.values()} == {DeliveryStatus.PENDING}
+    assert len(store.notifications) == 4
+    clock.advance(3600)
+    assert bus.handle(RetryPendingNotifications()) == 4
+    assert sorted(n.user_id for n in mailer.sent) == sorted(users)
+
+
+def test_in_a_batch_a_deleted_users_notifications_are_dropped_the_others_sent(
+    bus: MessageBus, mailer: MemoryMailer, store: MemoryStore, clock: ManualClock
+) -> None:
+    ann = register(bus, "ann@example.com")
+    gone = register(bus, "gone@example.com")
+    bus.handle(DeleteUser("del-gone", gone, clock.now()))
+    batch = (
+        _raised_elsewhere(gone, "gone@example.com", "AAPL", 1),
+        _raised_elsewhere(ann, "ann@example.com", "AAPL", 1),
+    )
+
+    assert bus.handle(DeliverNotifications(batch)) == 1
+
+    assert [n.user_id for n in mailer.sent] == [ann]
+    assert [r.notification.user_id for r in store.notifications.values()] == [ann]
+
+
+def test_with_lanes_each_users_e_mails_go_out_on_one_connection_in_order() -> None:
+    """Two lanes (two connections): the users are split between them, each user's e-mails
+    all on one of them and in order, every e-mail once, every outcome recorded."""
+    storage = Storage()
+    other = MemoryMailer()
+    process = storage.process()
+    process.delivery.lanes.override([Lane(other, process.core.uow)])
+    bus = process.bus()
+    users = [register(bus, f"user{n}@example.com") for n in range(8)]
+    batch = tuple(
+        _raised_elsewhere(u, f"user{n}@example.com", ticker, minute)
+        for n, u in enumerate(users)
+        for ticker, minute in (("MSFT", 2), ("AAPL", 1))
+    )
+
+    assert bus.handle(DeliverNotifications(batch)) == 16
+
+    for mailer in (storage.mailer, other):
+        assert mailer.sent, "a lane sent nothing"
+        for user in {n.user_id for n in mailer.sent}:
+            mine = [n.ticker.value for n in mailer.sent if n.user_id == user]
+            assert mine == ["AAPL", "MSFT"]
+    assert not {n.user_id for n in storage.mailer.sent} & {n.user_id for n in other.sent}
+    assert {r.status for r in storage.store.notifications.values()} == {DeliveryStatus.SENT}

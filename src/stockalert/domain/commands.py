@@ -8,7 +8,7 @@ from datetime import datetime
 
 import attrs
 
-from stockalert.domain.model import Quote, require_recent_login
+from stockalert.domain.model import Notification, Quote, require_recent_login
 
 
 @attrs.frozen
@@ -161,6 +161,14 @@ class RecordQuotes(Command):
 
 
 @attrs.frozen
+class ApplyQuotes(Command):
+    """Stored quotes read from to-alert-system: through the alert engine, in order, in one
+    transaction (the alert-system's batch of what has arrived)."""
+
+    quotes: tuple[Quote, ...]
+
+
+@attrs.frozen
 class LoadAlerts(Command):
     """Load the alert engine from storage and apply the quotes stored after each ticker's
     high-water mark: every ticker (start-up, `shards` None), or start owning the tickers of
@@ -202,6 +210,14 @@ class CleanUp(Command):
     quote_retention_s: float = 7 * 24 * 3600.0
     keep_quotes: int = 20
     request_ttl_s: float = 24 * 3600.0
+
+
+@attrs.frozen
+class DeliverNotifications(Command):
+    """Notifications read from to-notifier: the ledger gets those it does not have, then
+    their users' due e-mails go out, each user's in order (the notifier's batch)."""
+
+    notifications: tuple[Notification, ...]
 
 
 @attrs.frozen

@@ -32,6 +32,8 @@ VARIABLES = {
     "STOCKALERT_SMTP_TIMEOUT_S": "SMTP socket timeout (default 10)",
     "STOCKALERT_SMTP_PAUSE_S": "pause after the server was unreachable (default 30)",
     "STOCKALERT_SMTP_BUILD_PROCESSES": "processes building messages while sending (default 1)",
+    "STOCKALERT_SMTP_CONNECTIONS": "connections sending side by side, each user's e-mails on"
+    " one of them, in order (default 1)",
     "STOCKALERT_SMTP_FROM": "sender (default stockalert <alerts@stockalert.invalid>)",
     "STOCKALERT_OUTBOX_DIR": "where .eml files go without SMTP (default ./outbox)",
     "STOCKALERT_DELIVERY_INTERVAL": "seconds between looks for due PENDING e-mails (default 5)",
@@ -153,6 +155,7 @@ ROLES: dict[str, Role] = {
                 "STOCKALERT_SMTP_TIMEOUT_S",
                 "STOCKALERT_SMTP_PAUSE_S",
                 "STOCKALERT_SMTP_BUILD_PROCESSES",
+                "STOCKALERT_SMTP_CONNECTIONS",
                 "STOCKALERT_OUTBOX_DIR",
                 "STOCKALERT_DELIVERY_INTERVAL",
                 "STOCKALERT_MAIL_RETRY_BASE_S",

@@ -137,6 +137,7 @@ def mail_config(environ: Mapping[str, str], outbox: str) -> dict[str, Any]:
             "timeout_s": _seconds(environ, "STOCKALERT_SMTP_TIMEOUT_S", 10.0, minimum=0.1),
             "pause_s": _seconds(environ, "STOCKALERT_SMTP_PAUSE_S", 30.0, minimum=0.0),
             "build_processes": _count(environ, "STOCKALERT_SMTP_BUILD_PROCESSES", 1, minimum=0),
+            "connections": _count(environ, "STOCKALERT_SMTP_CONNECTIONS", 1, minimum=1),
         },
     }
 

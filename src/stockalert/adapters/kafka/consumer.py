@@ -9,6 +9,12 @@ Per message:
   polling, so the group keeps it;
 - handled → its offset is committed (synchronously) before the next message.
 
+Messages are taken in batches: what has arrived (up to `batch_size`, without waiting for
+more) is decoded, the readable events handed over together (`handle_batch`, or `handle` one
+by one), the unreadable ones dead-lettered, and then the offset after the batch committed
+once per partition. A failure anywhere seeks every partition of the batch back to its first
+message: the whole batch comes again, which idempotent handlers absorb.
+
 Settings and why: `enable.auto.commit` off (commits follow the work); `auto.offset.reset`
 earliest (a new group reads what was published before it started); `session.timeout.ms` 10 s
 (the partitions of a killed instance move to the others within seconds, not the default
@@ -49,6 +55,7 @@ DLQ_TOPIC = "stockalert-dlq-topic"
 DLQ_PARTITION = "stockalert-dlq-partition"
 DLQ_OFFSET = "stockalert-dlq-offset"
 MAX_RETRY_PAUSE_S = 30.0
+BATCH_SIZE = 500  # messages handled together at most
 
 Assigned = Callable[[frozenset[int], int], object]
 Revoked = Callable[[frozenset[int]], object]
@@ -100,6 +107,8 @@ class KafkaEventConsumer:
         on_revoke: Revoked | None = None,
         follow: bool = False,
         sleep: Callable[[float], object] | None = None,
+        handle_batch: Callable[[Sequence[Event]], None] | None = None,
+        batch_size: int = BATCH_SIZE,
     ) -> None:
         if (on_assign or on_revoke) and len(topics) != 1:
             raise ValueError("partition callbacks need exactly one topic")
@@ -107,6 +116,8 @@ class KafkaEventConsumer:
         self._follow = follow
         self._topics = list(topics)
         self._handle = handle
+        self._handle_batch = handle_batch
+        self._batch_size = batch_size
         self._dead_letters = dead_letters
         self._dead_letter_topic = dead_letter_topic
         self._on_assign = on_assign
@@ -199,58 +210,86 @@ class KafkaEventConsumer:
         self._consumer.close()
 
     def poll_once(self, timeout_s: float) -> bool:
-        """Wait up to `timeout_s` for one message and deal with it; True when one came."""
+        """Wait up to `timeout_s` for a message, then deal with it and with whatever else has
+        arrived (one batch); True when one came."""
         self._subscribe()
-        message = self._consumer.poll(timeout_s)
-        if message is None:
+        first = self._consumer.poll(timeout_s)
+        if first is None:
             return False
-        error = message.error()
-        if error is not None:
-            if error.code() != KafkaError._PARTITION_EOF:
+        messages = [first]
+        if self._batch_size > 1:
+            messages += self._consumer.consume(num_messages=self._batch_size - 1, timeout=0)
+        readable: list[Message] = []
+        for message in messages:
+            error = message.error()
+            if error is None:
+                readable.append(message)
+            elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("event=kafka_consumer_error error=%r", error.str())
-            return False
-        try:
-            event = decode(message.value())
-        except CodecError as err:
-            self._dead_letter(message, str(err))
-            return True
-        try:
-            self._handle(event)
-        except Exception:
-            log.exception(
-                "event=kafka_handle_failed topic=%s partition=%s offset=%s retry_in_s=%g",
-                message.topic(),
-                message.partition(),
-                message.offset(),
-                self._retry_s,
-            )
-            self._again(message)
-            return True
-        self._retry_s = 1.0
-        crash_point("consumer.handled")
-        self._commit(message)
+        if readable:
+            self._deal_with(readable)
         return True
 
-    def _commit(self, message: Message) -> None:
+    def _deal_with(self, messages: list[Message]) -> None:
+        events: list[Event] = []
+        poison: list[tuple[Message, str]] = []
+        for message in messages:
+            try:
+                events.append(decode(message.value()))
+            except CodecError as err:
+                poison.append((message, str(err)))
+        try:
+            if events:
+                if self._handle_batch is not None:
+                    self._handle_batch(events)
+                else:
+                    for event in events:
+                        self._handle(event)
+        except Exception:
+            first = messages[0]
+            log.exception(
+                "event=kafka_handle_failed topic=%s partition=%s offset=%s messages=%d "
+                "retry_in_s=%g",
+                first.topic(),
+                first.partition(),
+                first.offset(),
+                len(messages),
+                self._retry_s,
+            )
+            self._again(messages)
+            return
+        for message, reason in poison:
+            if not self._dead_letter(message, reason):
+                self._again(messages)  # not committed: it must reach the dead-letter topic
+                return
+        self._retry_s = 1.0
+        crash_point("consumer.handled")
+        self._commit(messages)
+
+    def _commit(self, messages: Sequence[Message]) -> None:
         if self._follow:
             return
+        offsets = _after(messages)
         try:
-            self._consumer.commit(message=message, asynchronous=False)
+            self._consumer.commit(offsets=offsets, asynchronous=False)
         except KafkaException as err:
             # A rebalance under way, or the partition already moved: its new owner reads the
-            # message again and finds it done (every consumer here is idempotent).
+            # messages again and finds them done (every consumer here is idempotent).
             log.warning(
-                "event=kafka_commit_failed topic=%s partition=%s offset=%s error=%r",
-                message.topic(),
-                message.partition(),
-                message.offset(),
+                "event=kafka_commit_failed offsets=%s error=%r",
+                ",".join(f"{o.topic}/{o.partition}@{o.offset}" for o in offsets),
                 str(err),
             )
 
-    def _again(self, message: Message) -> None:
-        """Not committed: the same message comes again after a pause."""
-        topic, partition, offset = message.topic(), message.partition(), message.offset()
-        if topic is not None and partition is not None and offset is not None:
+    def _again(self, messages: Sequence[Message]) -> None:
+        """Not committed: the same messages come again after a pause."""
+        firsts: dict[tuple[str, int], int] = {}
+        for message in messages:
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is not None and partition is not None and offset is not None:
+                key = (topic, partition)
+                firsts[key] = min(firsts.get(key, offset), offset)
+        for (topic, partition), offset in firsts.items():
             try:
                 self._consumer.seek(TopicPartition(topic, partition, offset))
             except KafkaException as err:  # the partition moved meanwhile: its owner reads it
@@ -258,7 +297,7 @@ class KafkaEventConsumer:
         self._sleep(self._retry_s)
         self._retry_s = min(self._retry_s * 2, MAX_RETRY_PAUSE_S)
 
-    def _dead_letter(self, message: Message, reason: str) -> None:
+    def _dead_letter(self, message: Message, reason: str) -> bool:
         headers: Headers = [
             (DLQ_REASON, reason.encode()[:1000]),
             (DLQ_TOPIC, (message.topic() or "").encode()),
@@ -272,8 +311,7 @@ class KafkaEventConsumer:
             self._dead_letters.send([letter], [headers])
         except Exception:
             log.exception("event=dead_letter_failed reason=%r", reason)
-            self._again(message)  # not committed: it must reach the dead-letter topic first
-            return
+            return False
         log.warning(
             "event=dead_lettered topic=%s partition=%s offset=%s reason=%r",
             message.topic(),
@@ -281,4 +319,14 @@ class KafkaEventConsumer:
             message.offset(),
             reason,
         )
-        self._commit(message)
+        return True
+
+
+def _after(messages: Sequence[Message]) -> list[TopicPartition]:
+    """The offsets to commit after `messages`: past the last one of each partition."""
+    last: dict[tuple[str, int], int] = {}
+    for message in messages:
+        topic, partition, offset = message.topic(), message.partition(), message.offset()
+        if topic is not None and partition is not None and offset is not None:
+            last[(topic, partition)] = max(last.get((topic, partition), -1), offset)
+    return [TopicPartition(t, p, offset + 1) for (t, p), offset in sorted(last.items())]

@@ -73,6 +73,7 @@ class SmtpSettings:
     timeout_s: float = 10.0
     pause_s: float = 30.0  # after the server was unreachable: fail fast this long
     build_processes: int = 1  # worker processes building messages for send_many; 0: inline
+    connections: int = 1  # connections sending side by side (`SmtpMailer.lanes`)
 
     def __attrs_post_init__(self) -> None:
         if self.security not in SECURITY_MODES:
@@ -85,6 +86,8 @@ class SmtpSettings:
             raise ValueError("a login needs TLS: the password would cross the network in clear")
         if self.pause_s < 0 or self.build_processes < 0:
             raise ValueError("pause_s and build_processes must not be negative")
+        if self.connections < 1:
+            raise ValueError("connections must be at least 1")
 
     @property
     def envelope_sender(self) -> str:
@@ -159,6 +162,27 @@ class SmtpMailer:
         self._pool: ProcessPoolExecutor | None = None
         self._unavailable = ""
         self.connections_opened = 0
+        self._builder = self  # whose build worker this mailer uses
+        self._siblings: list[SmtpMailer] = []
+        self._options = {
+            "attempts": attempts,
+            "backoff_s": backoff_s,
+            "sleep": sleep,
+            "jitter": jitter,
+            "monotonic": monotonic,
+            "tls_context": tls_context,
+        }
+
+    def lanes(self) -> list[SmtpMailer]:
+        """`settings.connections` mailers that send side by side, each over a connection of
+        its own: this one and siblings sharing its breaker (an unreachable server pauses them
+        all) and its build worker; closed with it."""
+        while len(self._siblings) < self._settings.connections - 1:
+            sibling = SmtpMailer(self._settings, **self._options)  # type: ignore[arg-type]
+            sibling._breaker = self._breaker
+            sibling._builder = self
+            self._siblings.append(sibling)
+        return [self, *self._siblings]
 
     def send(self, notification: Notification) -> None:
         """Deliver one message or raise MailTemporaryError / MailPermanentError."""
@@ -182,7 +206,9 @@ class SmtpMailer:
             built.close()  # stops building what will not be sent
 
     def close(self) -> None:
-        """QUIT and close the connection, stop the build worker (shutdown)."""
+        """QUIT and close the connection (and the siblings'), stop the build worker."""
+        for sibling in self._siblings:
+            sibling.close()
         with self._lock:
             connection, self._connection = self._connection, None
             pool, self._pool = self._pool, None
@@ -223,6 +249,8 @@ class SmtpMailer:
             yield wire_message(notification, sender)
 
     def _pool_for(self, count: int) -> ProcessPoolExecutor | None:
+        if self._builder is not self:
+            return self._builder._pool_for(count)
         workers = self._settings.build_processes
         if workers == 0 or count < _POOL_MIN_BATCH:
             return None

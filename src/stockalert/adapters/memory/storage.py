@@ -11,7 +11,7 @@ from __future__ import annotations
 import bisect
 import itertools
 import threading
-from collections.abc import Callable, Collection, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime, timedelta
 from types import TracebackType
@@ -121,6 +121,9 @@ class MemoryUserRepository(_Repo):
         user_id = self._store.user_by_email.get(email)
         return None if user_id is None else self._store.users.get(user_id)
 
+    def existing(self, user_ids: Collection[str]) -> set[str]:
+        return {u for u in user_ids if u in self._store.users}
+
     def delete(self, user_id: str) -> None:
         user = self._store.users.get(user_id)
         if user is not None:
@@ -169,6 +172,11 @@ class MemoryAlertStateRepository(_Repo):
     def save(self, subscription_id: str, side: Side, state: SideState) -> None:
         self._journal().set(self._store.alert_states, (subscription_id, side), state)
 
+    def save_many(self, states: Sequence[tuple[str, Side, SideState]]) -> None:
+        for subscription_id, side, state in states:
+            if subscription_id in self._store.subscriptions:
+                self.save(subscription_id, side, state)
+
     def all(self) -> dict[tuple[str, Side], SideState]:
         return dict(self._store.alert_states)
 
@@ -198,6 +206,10 @@ class MemoryAlertProgressRepository(_Repo):
 
     def save(self, ticker: Ticker, applied_through: datetime) -> None:
         self._journal().set(self._store.alert_progress, ticker, applied_through)
+
+    def save_many(self, marks: Mapping[Ticker, datetime]) -> None:
+        for ticker, applied_through in marks.items():
+            self.save(ticker, applied_through)
 
 
 class MemoryQuoteRepository(_Repo):
@@ -261,6 +273,10 @@ class MemoryNotificationLedger(_Repo):
     def get(self, notification_id: str) -> NotificationRecord | None:
         return self._store.notifications.get(notification_id)
 
+    def get_many(self, notification_ids: Collection[str]) -> dict[str, NotificationRecord]:
+        known = self._store.notifications
+        return {n: known[n] for n in notification_ids if n in known}
+
     def add(self, record: NotificationRecord) -> None:
         key = record.notification.notification_id
         if key in self._store.notifications:
@@ -294,19 +310,20 @@ class MemoryNotificationLedger(_Repo):
         return sorted(users)[:limit]
 
     def pending_of(self, user_id: str, limit: int) -> list[NotificationRecord]:
-        mine = [
-            r
-            for r in self._store.notifications.values()
-            if r.status == "PENDING" and r.notification.user_id == user_id
-        ]
-        mine.sort(
-            key=lambda r: (
-                r.notification.quoted_at,
-                r.notification.ticker.value,
-                r.notification.notification_id,
-            )
-        )
-        return mine[:limit]
+        return self.pending_of_users([user_id], limit).get(user_id, [])
+
+    def pending_of_users(
+        self, user_ids: Collection[str], limit: int
+    ) -> dict[str, list[NotificationRecord]]:
+        wanted = set(user_ids)
+        found: dict[str, list[NotificationRecord]] = {}
+        for record in self._store.notifications.values():
+            if record.status == "PENDING" and record.notification.user_id in wanted:
+                found.setdefault(record.notification.user_id, []).append(record)
+        for queue in found.values():
+            queue.sort(key=_delivery_order)
+            del queue[limit:]
+        return found
 
     def delete_for_user(self, user_id: str) -> None:
         doomed = [
@@ -455,11 +472,24 @@ class MemoryReadModel:
     def __init__(self, store: MemoryStore) -> None:
         self._store = store
 
+    @contextmanager
+    def snapshot(self) -> Iterator[None]:
+        with self._store.lock:  # units of work hold it too: no commit lands in between
+            yield
+
     def user_exists(self, user_id: str) -> bool:
         return user_id in self._store.users
 
-    def subscriptions_of(self, user_id: str) -> list[SubscriptionView]:
+    def watched_tickers(self, user_id: str) -> list[Ticker] | None:
         with self._store.lock:
+            if user_id not in self._store.users:
+                return None
+            return [s.ticker for s in self._store.subscriptions.values() if s.user_id == user_id]
+
+    def subscriptions_of(self, user_id: str) -> list[SubscriptionView] | None:
+        with self._store.lock:
+            if user_id not in self._store.users:
+                return None
             subs = [s for s in self._store.subscriptions.values() if s.user_id == user_id]
             views = []
             for sub in subs:
@@ -489,3 +519,8 @@ class MemoryReadModel:
             key=lambda r: (r.notification.quoted_at, r.notification.notification_id), reverse=True
         )
         return mine[:limit]
+
+
+def _delivery_order(record: NotificationRecord) -> tuple[datetime, str, str]:
+    note = record.notification
+    return (note.quoted_at, note.ticker.value, note.notification_id)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
+from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import IntegrityError
 
 from stockalert.adapters.sql import tables as t
@@ -33,6 +34,35 @@ from stockalert.domain.ports import StoredReply
 from stockalert.domain.request_ledger import ConcurrentDuplicate
 
 Conn = Callable[[], Connection]
+IN_CHUNK = 500  # values in one IN (...) list at most
+
+
+def _chunks(values: Collection[str]) -> Iterator[list[str]]:
+    ordered = sorted(values)
+    for start in range(0, len(ordered), IN_CHUNK):
+        yield ordered[start : start + IN_CHUNK]
+
+
+def _upsert(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+    """Insert the rows, replacing the non-key columns of those whose key exists: one
+    multi-row statement on MariaDB/MySQL (ON DUPLICATE KEY UPDATE) and SQLite (ON CONFLICT)."""
+    if not rows:
+        return
+    keys = [c.name for c in table.primary_key.columns]
+    others = [name for name in rows[0] if name not in keys]
+    if conn.dialect.name == "sqlite":
+        lite = sqlite.insert(table)
+        conn.execute(
+            lite.on_conflict_do_update(
+                index_elements=keys, set_={name: lite.excluded[name] for name in others}
+            ),
+            list(rows),
+        )
+    else:
+        my = mysql.insert(table)
+        conn.execute(
+            my.on_duplicate_key_update({name: my.inserted[name] for name in others}), list(rows)
+        )
 
 
 class _Repo:
@@ -121,6 +151,14 @@ class SqlUserRepository(_Repo):
     def get_by_email(self, email: Email) -> User | None:
         row = self._conn().execute(select(t.users).where(t.users.c.email == email.value)).first()
         return None if row is None else _user(row)
+
+    def existing(self, user_ids: Collection[str]) -> set[str]:
+        found: set[str] = set()
+        for chunk in _chunks(set(user_ids)):
+            found.update(
+                self._conn().scalars(select(t.users.c.user_id).where(t.users.c.user_id.in_(chunk)))
+            )
+        return found
 
     def delete(self, user_id: str) -> None:
         self._conn().execute(delete(t.users).where(t.users.c.user_id == user_id))
@@ -248,6 +286,32 @@ class SqlAlertStateRepository(_Repo):
                 )
             )
 
+    def save_many(self, states: Sequence[tuple[str, Side, SideState]]) -> None:
+        if not states:
+            return
+        conn = self._conn()
+        ids = {subscription_id for subscription_id, _, _ in states}
+        present: set[str] = set()
+        for chunk in _chunks(ids):
+            s = t.subscriptions.c
+            present.update(
+                conn.scalars(select(s.subscription_id).where(s.subscription_id.in_(chunk)))
+            )
+        rows = [
+            {
+                "subscription_id": subscription_id,
+                "side": side.value,
+                "status": state.status.value,
+                "episode": state.episode,
+                "fired_at": state.fired_at,
+                "reminders": state.reminders,
+                "next_reminder_at": state.next_reminder_at,
+            }
+            for subscription_id, side, state in states
+            if subscription_id in present  # removed meanwhile: its states went with it
+        ]
+        _upsert(conn, t.alert_states, rows)
+
     def all(self) -> dict[tuple[str, Side], SideState]:
         rows = self._conn().execute(select(t.alert_states))
         return {(row.subscription_id, Side(row.side)): state_from_row(row) for row in rows}
@@ -299,6 +363,13 @@ class SqlAlertProgressRepository(_Repo):
                     ticker=ticker.value, applied_through=applied_through
                 )
             )
+
+    def save_many(self, marks: Mapping[Ticker, datetime]) -> None:
+        rows = [
+            {"ticker": k.value, "applied_through": at}
+            for k, at in sorted(marks.items(), key=lambda item: item[0].value)
+        ]
+        _upsert(self._conn(), t.alert_progress, rows)
 
 
 class SqlQuoteRepository(_Repo):
@@ -429,6 +500,16 @@ class SqlNotificationLedger(_Repo):
         )
         return None if row is None else record_from_row(row)
 
+    def get_many(self, notification_ids: Collection[str]) -> dict[str, NotificationRecord]:
+        found: dict[str, NotificationRecord] = {}
+        n = t.notifications.c
+        for chunk in _chunks(set(notification_ids)):
+            for row in self._conn().execute(
+                select(t.notifications).where(n.notification_id.in_(chunk))
+            ):
+                found[row.notification_id] = record_from_row(row)
+        return found
+
     def add(self, record: NotificationRecord) -> None:
         self._conn().execute(insert(t.notifications).values(**_record_values(record)))
 
@@ -478,14 +559,26 @@ class SqlNotificationLedger(_Repo):
         return [str(user_id) for user_id in self._conn().scalars(query)]
 
     def pending_of(self, user_id: str, limit: int) -> list[NotificationRecord]:
+        return self.pending_of_users([user_id], limit).get(user_id, [])
+
+    def pending_of_users(
+        self, user_ids: Collection[str], limit: int
+    ) -> dict[str, list[NotificationRecord]]:
+        # Every PENDING row of these users is read (a user has few: one per side of each
+        # subscription and crossing not yet sent) and cut to `limit` each here.
         n = t.notifications.c
-        rows = self._conn().execute(
-            select(t.notifications)
-            .where(n.user_id == user_id, n.status == DeliveryStatus.PENDING.value)
-            .order_by(n.quoted_at, n.ticker, n.notification_id)
-            .limit(limit)
-        )
-        return [record_from_row(row) for row in rows]
+        found: dict[str, list[NotificationRecord]] = {}
+        for chunk in _chunks(set(user_ids)):
+            rows = self._conn().execute(
+                select(t.notifications)
+                .where(n.user_id.in_(chunk), n.status == DeliveryStatus.PENDING.value)
+                .order_by(n.user_id, n.quoted_at, n.ticker, n.notification_id)
+            )
+            for row in rows:
+                queue = found.setdefault(row.user_id, [])
+                if len(queue) < limit:
+                    queue.append(record_from_row(row))
+        return found
 
     def delete_for_user(self, user_id: str) -> None:
         self._conn().execute(delete(t.notifications).where(t.notifications.c.user_id == user_id))

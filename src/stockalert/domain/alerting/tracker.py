@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from datetime import datetime
 
 from stockalert.domain.alerting.engine import AlertEngine
@@ -60,19 +60,28 @@ class AlertTracker:
 
     def apply(self, quote: Quote, uow: UnitOfWork, now: datetime) -> None:
         """Apply one stored quote of an owned ticker: persist what changed, record alerts."""
+        self.apply_many([quote], uow, now)
+
+    def apply_many(self, quotes: Sequence[Quote], uow: UnitOfWork, now: datetime) -> None:
+        """Apply stored quotes of owned tickers, in order, in one transaction."""
         with self._lock:
-            if not self.owns(quote.ticker):
-                # Its partition is not this instance's shard: a producer that partitions
-                # otherwise than crc32 (see domain/sharding.py), or a message published to the
-                # wrong topic. Its owner applies it from storage when it loads the ticker.
-                log.warning("event=quote_not_owned ticker=%s", quote.ticker)
+            owned = []
+            for quote in quotes:
+                if self.owns(quote.ticker):
+                    owned.append(quote)
+                else:
+                    # Its partition is not this instance's shard: a producer that partitions
+                    # otherwise than crc32 (see domain/sharding.py), or a message published
+                    # to the wrong topic. Its owner applies it from storage when it loads it.
+                    log.warning("event=quote_not_owned ticker=%s", quote.ticker)
+            if not owned:
                 return
             engine = self._engine
             if engine is None:
-                self._load(uow, now)  # catches up the stored quotes, this one included
+                self._load(uow, now)  # catches up the stored quotes, these included
                 return
             try:
-                self._apply_all(engine, [quote], uow, now)
+                self._apply_all(engine, owned, uow, now)
             except BaseException:
                 self._engine = None  # out of step with storage: rebuild on next use
                 raise
@@ -197,9 +206,8 @@ class AlertTracker:
                         NotificationRecord(notification, DeliveryStatus.PENDING, created_at=now)
                     )
                     uow.record(AlertRaised(notification))
-            for change in engine.drain_changes():
-                uow.alert_states.save(change.subscription_id, change.side, change.state)
-            for ticker, at in marks.items():
-                uow.alert_progress.save(ticker, at)
+            changes = engine.drain_changes()
+            uow.alert_states.save_many([(c.subscription_id, c.side, c.state) for c in changes])
+            uow.alert_progress.save_many(marks)
             uow.notifications.add_new(records)
             uow.commit()

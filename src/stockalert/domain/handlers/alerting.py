@@ -7,7 +7,7 @@ The crossing itself is detected in `domain/alerting/engine.py` (semantics in `ru
 from __future__ import annotations
 
 from stockalert.domain.alerting.tracker import AlertTracker
-from stockalert.domain.commands import DropAlerts, LoadAlerts
+from stockalert.domain.commands import ApplyQuotes, DropAlerts, LoadAlerts
 from stockalert.domain.events import PriceUpdated, SubscriptionRemoved, SubscriptionSet
 from stockalert.domain.ports import Clock, UnitOfWork
 
@@ -18,6 +18,12 @@ def apply_price_update(
     """Run the quote through the alert engine; persist changed sides and PENDING
     notifications in one transaction, raise an AlertRaised per notification."""
     alerts.apply(event.quote, uow, clock.now())
+
+
+def apply_quotes(cmd: ApplyQuotes, uow: UnitOfWork, *, alerts: AlertTracker, clock: Clock) -> None:
+    """A batch of quotes read from to-alert-system: `apply_price_update` for each, in order,
+    in one transaction."""
+    alerts.apply_many(cmd.quotes, uow, clock.now())
 
 
 def index_subscription(event: SubscriptionSet, uow: UnitOfWork, *, alerts: AlertTracker) -> None:

@@ -20,6 +20,8 @@ from __future__ import annotations
 import itertools
 import logging
 import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future, wait
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -27,11 +29,12 @@ import attrs
 
 from stockalert.domain.commands import (
     AssignRecipients,
+    DeliverNotifications,
     RetryPendingNotifications,
     RevokeRecipients,
 )
 from stockalert.domain.events import AlertRaised
-from stockalert.domain.model import DeliveryStatus, NotificationRecord, RetryPolicy
+from stockalert.domain.model import DeliveryStatus, Notification, NotificationRecord, RetryPolicy
 from stockalert.domain.ports import (
     Clock,
     Mailer,
@@ -41,73 +44,71 @@ from stockalert.domain.ports import (
     MailTemporaryError,
     UnitOfWork,
 )
-from stockalert.domain.sharding import Shards
+from stockalert.domain.sharding import Shards, shard_of
 
 log = logging.getLogger(__name__)
 USER_BATCH = 100  # a user's PENDING notifications read (and sent) per round
 
 
 @attrs.frozen
+class Lane:
+    """A connection sending beside the delivery's own: its mailer, and the units of work
+    recording its outcomes (`Delivery.lanes`)."""
+
+    mailer: Mailer
+    uow: Callable[[], UnitOfWork]
+
+
+@attrs.frozen
 class Delivery:
-    """What every delivery handler uses."""
+    """What every delivery handler uses. With `lanes`, the users' e-mails are split among
+    the delivery's mailer and the lanes' (each user's on one, by the user's shard), sent side
+    by side by `pool`, each outcome still recorded as it comes."""
 
     mailer: Mailer
     clock: Clock
     retry: RetryPolicy
     serial: threading.Lock
     recipients: Shards
+    lanes: Sequence[Lane] = ()
+    pool: Executor | None = None
 
 
 def deliver_notification(event: AlertRaised, uow: UnitOfWork, *, delivery: Delivery) -> None:
-    """A notification was raised here or read from to-notifier: make sure the ledger has it,
-    then send its user's due e-mails in order (this one, unless an earlier one waits)."""
-    notification = event.notification
+    """A notification was raised in this process: as `deliver_notifications` of one."""
+    deliver_notifications(DeliverNotifications((event.notification,)), uow, delivery=delivery)
+
+
+def deliver_notifications(cmd: DeliverNotifications, uow: UnitOfWork, *, delivery: Delivery) -> int:
+    """Notifications heard of (read from to-notifier, or raised here): the ledger gets those
+    it does not have (one transaction), then their users' due e-mails go out, each user's in
+    order (from the first PENDING one: an earlier one waiting for its backoff holds them
+    back). Returns how many were sent."""
     with delivery.serial:
-        with uow:
-            if uow.users.get(notification.user_id) is None:
-                _drop_for_deleted_user(uow, notification.user_id)
-                uow.commit()
-                return
-            record = uow.notifications.get(notification.notification_id)
-            if record is None:
-                # Raised elsewhere and not in the ledger (yet): the ledger row comes first.
-                record = NotificationRecord(
-                    notification, DeliveryStatus.PENDING, created_at=delivery.clock.now()
-                )
-                uow.notifications.add(record)
-                uow.commit()
-            elif record.status is not DeliveryStatus.PENDING:
-                log.debug(
-                    "event=notification_done_already notification_id=%s status=%s",
-                    notification.notification_id,
-                    record.status.value,
-                )
-                return
-        _deliver_user(notification.user_id, uow, delivery)
+        waiting = _into_ledger(cmd.notifications, uow, delivery)
+        outcomes = _deliver_users(waiting, uow, delivery)
+    return outcomes.count(None)
 
 
 def retry_pending_notifications(
     cmd: RetryPendingNotifications, uow: UnitOfWork, *, delivery: Delivery
 ) -> int:
-    """Deliver the due PENDING notifications of this process's users, each user's in order;
-    returns how many got sent. Stops early when the mailer says the server is unavailable:
-    the rest would fail the same way, and they stay PENDING until their backoff has passed."""
+    """Deliver the due PENDING notifications of this process's users, each user's in order,
+    `cmd.batch` users at a time; returns how many got sent. Stops early when the mailer says
+    the server is unavailable: the rest would fail the same way, and they stay PENDING until
+    their backoff has passed."""
     sent, users, after = 0, 0, None
     try:
         while True:
             with uow:
                 page = uow.notifications.due_users(delivery.clock.now(), after, cmd.batch)
-            for user_id in page:
-                if not delivery.recipients.owns(user_id):
-                    continue
-                with delivery.serial:
-                    if not delivery.recipients.owns(user_id):
-                        continue  # revoked meanwhile
-                    outcomes = _deliver_user(user_id, uow, delivery)
-                users += 1
-                sent += outcomes.count(None)
-                if any(isinstance(o, MailNotAttempted) for o in outcomes):
-                    return sent
+            with delivery.serial:
+                mine = [u for u in page if delivery.recipients.owns(u)]  # not revoked meanwhile
+                outcomes = _deliver_users(mine, uow, delivery)
+            users += len(mine)
+            sent += outcomes.count(None)
+            if any(isinstance(o, MailNotAttempted) for o in outcomes):
+                return sent
             if len(page) < cmd.batch:
                 return sent
             after = page[-1]
@@ -129,24 +130,74 @@ def revoke_recipients(cmd: RevokeRecipients, uow: UnitOfWork, *, delivery: Deliv
         delivery.recipients.revoke(cmd.shards)
 
 
-def _deliver_user(user_id: str, uow: UnitOfWork, delivery: Delivery) -> list[MailOutcome]:
-    """Send the user's PENDING notifications in order while they are due, recording each
-    outcome as it comes; stop at one that stays PENDING (the later ones wait behind it)."""
+def _into_ledger(
+    notifications: Sequence[Notification], uow: UnitOfWork, delivery: Delivery
+) -> list[str]:
+    """Add the notifications the ledger does not have, PENDING (one transaction); the users
+    with one of them still PENDING, in the order they first appear."""
+    with uow:
+        user_ids = {n.user_id for n in notifications}
+        present = uow.users.existing(user_ids)
+        gone = sorted(user_ids - present)
+        for user_id in gone:
+            _drop_for_deleted_user(uow, user_id)
+        mine = [n for n in notifications if n.user_id in present]
+        known = uow.notifications.get_many([n.notification_id for n in mine])
+        now = delivery.clock.now()
+        fresh = {
+            n.notification_id: NotificationRecord(n, DeliveryStatus.PENDING, created_at=now)
+            for n in mine
+            if n.notification_id not in known  # raised elsewhere: the ledger row comes first
+        }
+        if fresh or gone:
+            uow.notifications.add_new(list(fresh.values()))
+            uow.commit()
+    waiting: dict[str, None] = {}
+    for notification in mine:
+        record = known.get(notification.notification_id)
+        if record is not None and record.status is not DeliveryStatus.PENDING:
+            log.debug(
+                "event=notification_done_already notification_id=%s status=%s",
+                notification.notification_id,
+                record.status.value,
+            )
+            continue
+        waiting[notification.user_id] = None
+    return list(waiting)
+
+
+def _deliver_users(
+    user_ids: Sequence[str], uow: UnitOfWork, delivery: Delivery
+) -> list[MailOutcome]:
+    """Send these users' PENDING notifications, each user's in order while they are due,
+    recording each outcome as it comes; a user's e-mails stop at one that stays PENDING (the
+    later ones wait behind it), and all stop when the mailer did not even try."""
     outcomes: list[MailOutcome] = []
-    while True:
+    users = list(user_ids)
+    while users:
         with uow:
-            if uow.users.get(user_id) is None:
-                _drop_for_deleted_user(uow, user_id)
+            present = uow.users.existing(users)
+            for user_id in users:
+                if user_id not in present:
+                    _drop_for_deleted_user(uow, user_id)
+            if len(present) < len(users):
                 uow.commit()
-                return outcomes
-            queue = uow.notifications.pending_of(user_id, USER_BATCH)
-        due = list(itertools.takewhile(partial(_is_due, now=delivery.clock.now()), queue))
-        if not due:
-            return outcomes
-        done = _deliver(due, uow, delivery)
+            queues = uow.notifications.pending_of_users(present, USER_BATCH)
+        now = delivery.clock.now()
+        due = {
+            u: list(itertools.takewhile(partial(_is_due, now=now), queues.get(u, [])))
+            for u in users
+            if u in present
+        }
+        if not any(due.values()):
+            break
+        done, held, stopped = _deliver_side_by_side(due, uow, delivery)
         outcomes += done
-        if len(done) < len(due) or len(queue) < USER_BATCH:
-            return outcomes  # held back by a temporary failure, or the user's queue is empty
+        if stopped:
+            break
+        # A user whose whole due run went out and whose queue was full has more to send.
+        users = [u for u, run in due.items() if u not in held and len(run) == USER_BATCH]
+    return outcomes
 
 
 def _is_due(record: NotificationRecord, now: datetime) -> bool:
@@ -160,31 +211,83 @@ def _drop_for_deleted_user(uow: UnitOfWork, user_id: str) -> None:
     log.info("event=notification_dropped reason=user_deleted user_id=%s", user_id)
 
 
-def _deliver(
-    records: list[NotificationRecord], uow: UnitOfWork, delivery: Delivery
-) -> list[MailOutcome]:
-    """Send `records` in one mailer call and record each outcome as it comes: SENT, FAILED
-    with the reason, or still PENDING with the error and the time of its next attempt. Stops
-    after the first that stays PENDING: the records after it are not sent."""
-    outcomes: list[MailOutcome] = []
-    sending = delivery.mailer.send_many([r.notification for r in records])
+Sent = tuple[list[MailOutcome], set[str], bool]
+
+
+def _deliver_side_by_side(
+    due: dict[str, list[NotificationRecord]], uow: UnitOfWork, delivery: Delivery
+) -> Sent:
+    """`_deliver` of each user's run, on the lane of the user's shard (all on the delivery's
+    own mailer without lanes); returns once every lane is done."""
+    count = 1 + len(delivery.lanes)
+    split: list[list[NotificationRecord]] = [[] for _ in range(count)]
+    for user_id, run in due.items():
+        split[shard_of(user_id, count) if count > 1 else 0].extend(run)
+    futures: list[Future[Sent]] = []
+    if delivery.pool is not None:
+        futures = [
+            delivery.pool.submit(_deliver_on, split[n], lane, delivery)
+            for n, lane in enumerate(delivery.lanes, start=1)
+            if split[n]
+        ]
+    results: list[Sent] = []
     try:
-        for record, outcome in zip(records, sending, strict=False):
-            outcomes.append(outcome)
-            # One commit per outcome: a crash after the server accepted a message and before
-            # this commit resends that message only, never a batch.
-            updated = _after_attempt(record, outcome, delivery.clock.now(), delivery.retry)
-            _store(updated, uow)
-            if isinstance(outcome, MailTemporaryError):
-                break
+        if split[0]:
+            results.append(_deliver(split[0], uow, delivery.mailer, delivery))
     finally:
-        close = getattr(sending, "close", None)
-        if close is not None:
-            close()  # a generator stops sending here
-    held = bool(outcomes) and isinstance(outcomes[-1], MailTemporaryError)
-    if len(outcomes) < len(records) and not held:
-        raise RuntimeError(f"the mailer gave {len(outcomes)} outcomes for {len(records)} e-mails")
-    return outcomes
+        wait(futures)  # nothing left in flight, whatever happened here
+    results += [future.result() for future in futures]
+    outcomes = [outcome for done, _, _ in results for outcome in done]
+    held = {user for _, users, _ in results for user in users}
+    return outcomes, held, any(stopped for _, _, stopped in results)
+
+
+def _deliver_on(records: list[NotificationRecord], lane: Lane, delivery: Delivery) -> Sent:
+    return _deliver(records, lane.uow(), lane.mailer, delivery)
+
+
+def _deliver(
+    records: list[NotificationRecord], uow: UnitOfWork, mailer: Mailer, delivery: Delivery
+) -> Sent:
+    """Send `records` (grouped by user, each user's in order) through the mailer and record
+    each outcome as it comes: SENT, FAILED with the reason, or still PENDING with the error
+    and the time of its next attempt. After one that stays PENDING, that user's later
+    records are not sent (the others go on, in a new mailer call); after one the mailer did
+    not try, nothing more is sent. Returns the outcomes, the users held back, and whether
+    sending stopped."""
+    outcomes: list[MailOutcome] = []
+    held: set[str] = set()
+    remaining = records
+    while remaining:
+        sending = mailer.send_many([r.notification for r in remaining])
+        after: list[NotificationRecord] | None = None
+        count = 0
+        try:
+            for index, (record, outcome) in enumerate(zip(remaining, sending, strict=False)):
+                count += 1
+                outcomes.append(outcome)
+                # One commit per outcome: a crash after the server accepted a message and
+                # before this commit resends that message only, never a batch.
+                updated = _after_attempt(record, outcome, delivery.clock.now(), delivery.retry)
+                _store(updated, uow)
+                if isinstance(outcome, MailNotAttempted):
+                    return outcomes, held, True
+                if isinstance(outcome, MailTemporaryError):
+                    held.add(record.notification.user_id)
+                    after = [
+                        r for r in remaining[index + 1 :] if r.notification.user_id not in held
+                    ]
+                    break
+        finally:
+            close = getattr(sending, "close", None)
+            if close is not None:
+                close()  # a generator stops sending here
+        if after is None:
+            if count < len(remaining):
+                raise RuntimeError(f"the mailer gave {count} outcomes for {len(remaining)} e-mails")
+            break
+        remaining = after
+    return outcomes, held, False
 
 
 def _after_attempt(
