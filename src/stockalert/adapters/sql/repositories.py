@@ -6,7 +6,17 @@ from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    Connection,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import mysql, sqlite
 from sqlalchemy.exc import IntegrityError
 
@@ -536,10 +546,18 @@ class SqlNotificationLedger(_Repo):
         )
 
     def update(self, record: NotificationRecord) -> None:
-        values = _record_values(record)
-        key = values.pop("notification_id")
+        # Only the delivery columns change (a notification itself never does); the statement
+        # is built once: building it per call cost more CPU than the round trip.
         self._conn().execute(
-            update(t.notifications).where(t.notifications.c.notification_id == key).values(**values)
+            _UPDATE_DELIVERY,
+            {
+                "key": record.notification.notification_id,
+                "status": record.status.value,
+                "attempts": record.attempts,
+                "last_error": None if record.last_error is None else record.last_error[:1000],
+                "sent_at": record.sent_at,
+                "next_attempt_at": record.next_attempt_at,
+            },
         )
 
     def due_users(self, due_at: datetime, after: str | None, limit: int) -> list[str]:
@@ -582,6 +600,19 @@ class SqlNotificationLedger(_Repo):
 
     def delete_for_user(self, user_id: str) -> None:
         self._conn().execute(delete(t.notifications).where(t.notifications.c.user_id == user_id))
+
+
+_UPDATE_DELIVERY = (
+    update(t.notifications)
+    .where(t.notifications.c.notification_id == bindparam("key"))
+    .values(
+        status=bindparam("status"),
+        attempts=bindparam("attempts"),
+        last_error=bindparam("last_error"),
+        sent_at=bindparam("sent_at"),
+        next_attempt_at=bindparam("next_attempt_at"),
+    )
+)
 
 
 def _record_values(record: NotificationRecord) -> dict[str, Any]:
