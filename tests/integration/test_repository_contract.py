@@ -156,6 +156,13 @@ def test_quotes_keep_their_quote_time_and_latest_is_the_newest(uow_factory: UowF
             Quote(AAPL, 191.0, T0 + timedelta(minutes=2)),
             Quote(MSFT, 400.0, T0),
         ]
+        assert uow.quotes.latest_many([AAPL, MSFT, Ticker("NOPE")]) == {
+            AAPL: Quote(AAPL, 191.0, T0 + timedelta(minutes=2)),
+            MSFT: Quote(MSFT, 400.0, T0),
+        }
+        assert uow.quotes.latest_collected_many([AAPL, Ticker("NOPE")]) == {AAPL: T0}
+        uow.tickers.save(AAPL, TickerStatus.ACTIVE, None, T0)
+        assert uow.tickers.get_many([AAPL, MSFT]) == {AAPL: TickerStatus.ACTIVE}
 
 
 def test_prune_keeps_recent_quotes_and_the_newest_n_of_followed_tickers(

@@ -249,8 +249,16 @@ class QuoteRepository(Protocol):
     """Collected quotes."""
 
     def latest(self, ticker: Ticker) -> Quote | None: ...
+    def latest_many(self, tickers: Collection[Ticker]) -> dict[Ticker, Quote]:
+        """`latest` of each of `tickers` that has a quote, in one read."""
+        ...
+
     def latest_collected_at(self, ticker: Ticker) -> datetime | None:
         """When the newest new quote of the ticker was collected (freshness of the feed)."""
+        ...
+
+    def latest_collected_many(self, tickers: Collection[Ticker]) -> dict[Ticker, datetime]:
+        """`latest_collected_at` of each of `tickers` that has a quote, in one read."""
         ...
 
     def latest_quotes(self) -> list[Quote]:
@@ -277,6 +285,9 @@ class TickerStatusRepository(Protocol):
     ) -> None: ...
 
     def get(self, ticker: Ticker) -> TickerStatus | None: ...
+    def get_many(self, tickers: Collection[Ticker]) -> dict[Ticker, TickerStatus]:
+        """The statuses of those of `tickers` that have one, in one read."""
+        ...
 
 
 class NotificationLedger(Protocol):

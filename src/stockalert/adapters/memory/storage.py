@@ -226,6 +226,14 @@ class MemoryQuoteRepository(_Repo):
         quotes = self._store.quotes.get(ticker, [])
         return [q for q in quotes if after is None or q.quoted_at > after]
 
+    def latest_many(self, tickers: Collection[Ticker]) -> dict[Ticker, Quote]:
+        found = {ticker: self.latest(ticker) for ticker in tickers}
+        return {ticker: quote for ticker, quote in found.items() if quote is not None}
+
+    def latest_collected_many(self, tickers: Collection[Ticker]) -> dict[Ticker, datetime]:
+        found = {ticker: self.latest_collected_at(ticker) for ticker in tickers}
+        return {ticker: at for ticker, at in found.items() if at is not None}
+
     def latest_collected_at(self, ticker: Ticker) -> datetime | None:
         return self._store.collected_at.get(ticker) if self._store.quotes.get(ticker) else None
 
@@ -265,6 +273,10 @@ class MemoryTickerStatusRepository(_Repo):
     def get(self, ticker: Ticker) -> TickerStatus | None:
         entry = self._store.ticker_status.get(ticker)
         return None if entry is None else entry[0]
+
+    def get_many(self, tickers: Collection[Ticker]) -> dict[Ticker, TickerStatus]:
+        known = self._store.ticker_status
+        return {ticker: known[ticker][0] for ticker in tickers if ticker in known}
 
 
 class MemoryNotificationLedger(_Repo):

@@ -407,14 +407,45 @@ class SqlQuoteRepository(_Repo):
         rows = self._conn().execute(query.order_by(t.quotes.c.quoted_at))
         return [Quote(ticker, row.price, row.quoted_at) for row in rows]
 
+    def latest_many(self, tickers: Collection[Ticker]) -> dict[Ticker, Quote]:
+        q = t.quotes.c
+        found: dict[Ticker, Quote] = {}
+        for chunk in _chunks({ticker.value for ticker in tickers}):
+            newest = (
+                select(q.ticker, func.max(q.quoted_at).label("at"))
+                .where(q.ticker.in_(chunk))
+                .group_by(q.ticker)
+                .subquery()
+            )
+            rows = self._conn().execute(
+                select(q.ticker, q.price, q.quoted_at).join(
+                    newest, (newest.c.ticker == q.ticker) & (newest.c.at == q.quoted_at)
+                )
+            )
+            for row in rows:
+                ticker = Ticker(row.ticker)
+                found[ticker] = Quote(ticker, row.price, row.quoted_at)
+        return found
+
     def latest_collected_at(self, ticker: Ticker) -> datetime | None:
-        query = select(func.max(t.quotes.c.collected_at)).where(t.quotes.c.ticker == ticker.value)
-        value = self._conn().execute(query).scalar()
-        if value is None:
-            return None
-        if isinstance(value, str):  # SQLite returns max() of a DATETIME as text
-            value = datetime.fromisoformat(value)
-        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+        return self.latest_collected_many([ticker]).get(ticker)
+
+    def latest_collected_many(self, tickers: Collection[Ticker]) -> dict[Ticker, datetime]:
+        q = t.quotes.c
+        found: dict[Ticker, datetime] = {}
+        for chunk in _chunks({ticker.value for ticker in tickers}):
+            rows = self._conn().execute(
+                select(q.ticker, func.max(q.collected_at))
+                .where(q.ticker.in_(chunk))
+                .group_by(q.ticker)
+            )
+            for name, value in rows:
+                if value is None:
+                    continue
+                # SQLite returns max() of a DATETIME as text
+                at = datetime.fromisoformat(value) if isinstance(value, str) else value
+                found[Ticker(name)] = at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+        return found
 
     def latest_quotes(self) -> list[Quote]:
         newest = (
@@ -495,6 +526,16 @@ class SqlTickerStatusRepository(_Repo):
             .scalar()
         )
         return None if status is None else TickerStatus(status)
+
+    def get_many(self, tickers: Collection[Ticker]) -> dict[Ticker, TickerStatus]:
+        s = t.ticker_status.c
+        found: dict[Ticker, TickerStatus] = {}
+        for chunk in _chunks({ticker.value for ticker in tickers}):
+            for name, status in self._conn().execute(
+                select(s.ticker, s.status).where(s.ticker.in_(chunk))
+            ):
+                found[Ticker(name)] = TickerStatus(status)
+        return found
 
 
 class SqlNotificationLedger(_Repo):

@@ -33,13 +33,16 @@ def _mark_tickers(
 ) -> None:
     """ACTIVE, UNKNOWN, PENDING or STALE (no new quote collected for `stale_after`)."""
     with uow:
+        # Two reads for every ticker (a cycle may cover thousands), not two per ticker.
+        collected = uow.quotes.latest_collected_many(tickers)
+        known = uow.tickers.get_many(tickers)
         for ticker in tickers:
             result = results.get(ticker)
             reason = result.reason if isinstance(result, FetchFailed) else None
             if isinstance(result, UnknownTicker):
                 status, reason = TickerStatus.UNKNOWN, "the price source does not know this symbol"
             else:
-                fresh_at = uow.quotes.latest_collected_at(ticker)
+                fresh_at = collected.get(ticker)
                 if fresh_at is None:
                     status = TickerStatus.PENDING
                 elif now - fresh_at > stale_after:
@@ -49,7 +52,7 @@ def _mark_tickers(
                     )
                 else:
                     status = TickerStatus.ACTIVE
-            if uow.tickers.get(ticker) is not status:
+            if known.get(ticker) is not status:
                 log.info(  # one line per change of status, not per cycle
                     "event=ticker_status ticker=%s status=%s reason=%r", ticker, status, reason
                 )
@@ -95,15 +98,20 @@ def record_quotes(cmd: RecordQuotes, uow: UnitOfWork, *, clock: Clock) -> int:
     stored = 0
     with uow:
         collected_at = clock.now()
+        latest = {
+            t: q.quoted_at
+            for t, q in uow.quotes.latest_many({q.ticker for q in cmd.quotes}).items()
+        }
         for quote in sorted(cmd.quotes, key=lambda q: q.quoted_at):
             try:
                 parse_price(quote.price, "price")
             except DomainError as err:
                 log.warning("event=quote_rejected ticker=%s reason=%r", quote.ticker, err.message)
                 continue
-            latest = uow.quotes.latest(quote.ticker)
-            if latest is not None and quote.quoted_at <= latest.quoted_at:
+            newest = latest.get(quote.ticker)
+            if newest is not None and quote.quoted_at <= newest:
                 continue
+            latest[quote.ticker] = quote.quoted_at
             uow.quotes.add(quote, collected_at)
             uow.record(PriceUpdated(quote))
             stored += 1
