@@ -6,11 +6,14 @@ instances share the work. See `pipeline.py` for the harness."""
 from __future__ import annotations
 
 import random
+import uuid
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
 
+from stockalert.adapters.kafka.admin import KafkaAdministrator
 from stockalert.adapters.kafka.producer import KafkaProducer, ProducerSettings
 from stockalert.adapters.kafka.topics import Topics
 from stockalert.adapters.outbox import OutboxMessage
@@ -222,3 +225,34 @@ def test_a_broker_killed_during_ten_thousand_notifications_loses_and_repeats_non
     pipeline.check_exactly_once(expected)
     assert alert_system.popen.poll() is None
     assert notifier.popen.poll() is None
+
+
+def test_roles_started_before_their_topics_exist_wait_for_kafka_admin(
+    tmp_path: Path, kafka: str
+) -> None:
+    """An alert-system and a notifier started before kafka-admin created the topics say so
+    and wait; once the topics exist they join their groups and mail what the quotes raise."""
+    topics = Topics(prefix=f"test-{uuid.uuid4().hex[:10]}.")
+    url = worker_database_url(mariadb_url(), "pipeline", fresh=True)
+    admin = KafkaAdministrator(kafka)
+    with SmtpServer() as smtp:
+        pipeline = Pipeline(tmp_path, url, kafka, topics, smtp)
+        try:
+            scenario = walks(5)
+            pipeline.seed(scenario)
+            early = [pipeline.start("alert-system"), pipeline.start("notifier")]
+            for process in early:
+                wait_for(
+                    partial(log_events, process.log, "kafka_not_ready"),
+                    60,
+                    f"{process.log.name}: waiting for the topics",
+                    logs=pipeline.logs(),
+                )
+            admin.ensure_topics(topics.specs())
+            pipeline.wait_assigned(*early, timeout=90)
+            pipeline.feed(scenario.steps())
+            pipeline.settle(scenario.expected(), timeout=120)
+            pipeline.check_exactly_once(scenario.expected())
+        finally:
+            pipeline.close()
+            admin.delete_topics([spec.name for spec in topics.specs()])

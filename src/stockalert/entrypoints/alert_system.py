@@ -28,7 +28,10 @@ def consume(container: Any) -> Worker:
     changes, quotes = container.changes(), container.quotes()
 
     def run(halt: threading.Event) -> None:
-        changes.start()  # positioned at the end before any ticker is loaded
+        # Positioned at the end before any ticker is loaded (waiting for kafka-admin to
+        # create the topics, if need be).
+        if not changes.start_when_ready(halt):
+            return
         follower = threading.Thread(
             target=changes.run, args=(halt,), name="subscription-changes", daemon=True
         )

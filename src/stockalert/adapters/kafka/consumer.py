@@ -57,6 +57,11 @@ DLQ_OFFSET = "stockalert-dlq-offset"
 MAX_RETRY_PAUSE_S = 30.0
 BATCH_SIZE = 500  # messages handled together at most
 
+
+class TopicsMissing(RuntimeError):
+    """A topic to read does not exist (yet): kafka-admin creates them."""
+
+
 Assigned = Callable[[frozenset[int], int], object]
 Revoked = Callable[[frozenset[int]], object]
 
@@ -129,12 +134,28 @@ class KafkaEventConsumer:
 
     def start(self) -> None:
         """Join the group (or, a follower, take position at the end of every partition) now
-        rather than at the first poll."""
+        rather than at the first poll. Raises TopicsMissing while a topic does not exist."""
         self._subscribe()
+
+    def start_when_ready(self, halt: threading.Event) -> bool:
+        """`start`, tried again after a growing pause while the topics are missing or the
+        cluster cannot be reached; False when halted first."""
+        delay = 1.0
+        while not halt.is_set():
+            try:
+                self.start()
+            except (TopicsMissing, KafkaException) as err:
+                log.warning("event=kafka_not_ready retry_in_s=%g error=%r", delay, str(err))
+                halt.wait(delay)
+                delay = min(delay * 2, MAX_RETRY_PAUSE_S)
+                continue
+            return True
+        return False
 
     def _subscribe(self) -> None:
         if self._subscribed:
             return
+        self._require_topics()
         if self._follow:
             self._consumer.assign(self._ends())
             self._subscribed = True
@@ -178,6 +199,17 @@ class KafkaEventConsumer:
         except Exception:
             log.exception("event=kafka_rebalance_callback_failed callback=%s", callback)
 
+    def _require_topics(self) -> None:
+        """Subscribing to a topic that does not exist would read nothing until the client's
+        next metadata refresh (minutes) after it is created: wait for it instead."""
+        missing = []
+        for topic in self._topics:
+            metadata = self._consumer.list_topics(topic, timeout=10).topics.get(topic)
+            if metadata is None or metadata.error is not None:
+                missing.append(topic)
+        if missing:
+            raise TopicsMissing(f"no topic {', '.join(missing)}: run kafka-admin")
+
     def _ends(self) -> list[TopicPartition]:
         """Every partition of the topics at its current end (a follower starts there)."""
         wanted = []
@@ -197,6 +229,12 @@ class KafkaEventConsumer:
             while not halt.is_set():
                 try:
                     self.poll_once(1.0)
+                except TopicsMissing as err:
+                    log.warning(
+                        "event=kafka_not_ready retry_in_s=%g error=%r", self._retry_s, str(err)
+                    )
+                    self._sleep(self._retry_s)
+                    self._retry_s = min(self._retry_s * 2, MAX_RETRY_PAUSE_S)
                 except Exception:
                     log.exception("event=kafka_consumer_failed retry_in_s=%g", self._retry_s)
                     self._sleep(self._retry_s)
