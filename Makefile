@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export PYTHONPYCACHEPREFIX := $(CURDIR)/.state/pycache
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run protos test lint typecheck unit bench bench-collector bench-email bench-ledger clean
+.PHONY: install run run-distributed protos test lint check-compose typecheck unit bench bench-collector bench-email bench-ledger clean
 
 $(STAMP): pyproject.toml
 	PYTHON=$(PYTHON) scripts/install-venv
@@ -20,20 +20,36 @@ install: $(STAMP)
 run: install
 	scripts/demo
 
+## The distributed system on this machine until Ctrl-C: dev-services (MariaDB, Kafka, Mailpit)
+## and every role as its own process under honcho (Procfile), on examples/prices.csv.
+run-distributed: install
+	scripts/run-distributed
+
 ## Regenerate the checked-in gRPC code from proto/.
 protos: install
 	scripts/gen-protos
 
 ## The whole test suite, as CI runs it: lint, types, unit and integration tests against the
 ## real servers of scripts/dev-services (started if needed; `scripts/dev-services stop` ends them).
+## Meanwhile the image's install step is checked (scripts/check-compose --install: 1-2 min,
+## mostly downloads, so it runs while the services start, not while the tests run).
 test: lint typecheck
-	scripts/dev-services start
+	mkdir -p .state
+	$(BIN)/python scripts/check-compose --install >.state/check-compose.log 2>&1 & check=$$!; \
+	  scripts/dev-services start; started=$$?; \
+	  wait $$check; checked=$$?; cat .state/check-compose.log; \
+	  test $$started -eq 0 && test $$checked -eq 0
 	. .state/services.env && $(BIN)/python -m pytest -n 2 --dist worksteal
 
 lint: install
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench compose scripts/check-compose
+	$(BIN)/ruff format --check src tests bench compose scripts/check-compose
 	scripts/gen-protos --check
+	$(BIN)/python scripts/check-compose --config
+
+## compose/ without Docker: the compose file (also in lint) and the image's install step.
+check-compose: install
+	$(BIN)/python scripts/check-compose
 
 typecheck: install
 	$(BIN)/mypy

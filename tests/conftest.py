@@ -8,6 +8,8 @@ from pathlib import Path
 import pytest
 
 INTEGRATION = Path(__file__).parent / "integration"
+# --compose and the endpoint fixtures (scripts/dev-services by default, or compose/compose.yaml)
+pytest_plugins = ("tests.integration.endpoints",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -1,8 +1,9 @@
 """Fixtures for tests against real servers.
 
 The MariaDB URL comes from STOCKALERT_TEST_DB_URL (written by `scripts/dev-services start`
-into .state/services.env). Without it the MariaDB cases are skipped locally, but when CI is
-set a missing server is a failure: CI must never pass by skipping.
+into .state/services.env; under `pytest --compose`, the compose stack's: see endpoints.py).
+Without it the MariaDB cases are skipped locally, but when CI is set a missing server is a
+failure: CI must never pass by skipping.
 """
 
 from __future__ import annotations
@@ -33,6 +34,11 @@ from tests.integration.kafka_cluster import (
 
 UowFactory = Callable[[], UnitOfWork]
 BACKENDS = ["memory", "sqlite", "mariadb"]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _endpoints(service_endpoints: None) -> None:
+    """Every test here finds its servers through tests/integration/endpoints.py."""
 
 
 def mariadb_url() -> str:

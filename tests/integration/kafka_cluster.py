@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fcntl
 import os
-import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,16 +20,18 @@ import pytest
 
 from stockalert.adapters.kafka.admin import KafkaAdministrator
 from stockalert.adapters.kafka.topics import Topics
+from tests.integration import endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCK = ROOT / ".state" / "kafka-tests.lock"
 
 
 def service_setting(name: str) -> str:
-    """A variable of .state/services.env, or skip (fail under CI) when it is not set."""
-    value = os.environ.get(name, "")
+    """A variable of .state/services.env (or of the compose stack under --compose), or skip
+    (fail under CI) when it is not set."""
+    value = endpoints.setting(name)
     if not value:
-        message = f"{name} is not set: run scripts/dev-services start"
+        message = f"{name} is not set: run scripts/dev-services start (or pytest --compose)"
         if os.environ.get("CI"):
             pytest.fail(f"{message} (CI must not skip integration tests)")
         pytest.skip(message)
@@ -54,9 +55,10 @@ def cluster_lock(exclusive: bool) -> Iterator[None]:
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
-def dev_services(*args: str) -> None:
-    """scripts/dev-services ARGS (kill-broker N, start-broker N)."""
-    subprocess.run([str(ROOT / "scripts" / "dev-services"), *args], check=True, timeout=120)
+def dev_services(action: str, node: str) -> None:
+    """scripts/dev-services kill-broker N / start-broker N (the same on the compose stack
+    under --compose)."""
+    endpoints.control(action, node)
 
 
 @contextmanager
