@@ -148,9 +148,7 @@ def test_every_role_its_own_process_mails_each_crossing_once_through_kills(
     collector.terminate()
     assert collector.wait(timeout=30) == 0, "the collector did not exit 0 on SIGTERM"
     second_start = len(FIRST) + 1
-    second = write_replay(
-        tmp_path / "second.csv", SECOND, START + timedelta(minutes=second_start)
-    )
+    second = write_replay(tmp_path / "second.csv", SECOND, START + timedelta(minutes=second_start))
     roles["collector"] = system.start("collector", STOCKALERT_PRICE_SOURCE=f"replay:{second}")
     expected = expected_ids(subs, as_quotes(FIRST, 0) + as_quotes(SECOND, second_start))
     assert len(expected) == len(expected_first) + BULK + 2
