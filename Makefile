@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export PYTHONPYCACHEPREFIX := $(CURDIR)/.state/pycache
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run run-distributed protos test lint check-compose typecheck unit bench bench-collector bench-email bench-ledger clean
+.PHONY: install run run-distributed protos test lint check-compose typecheck unit bench bench-collector bench-email bench-ledger bench-pipeline clean
 
 $(STAMP): pyproject.toml
 	PYTHON=$(PYTHON) scripts/install-venv
@@ -69,6 +69,11 @@ bench-email: install
 bench-ledger: install
 	scripts/dev-services start
 	. .state/services.env && $(BIN)/python -m bench.ledger
+
+## The whole pipeline, every role a process on MariaDB and the Kafka cluster (bench/pipeline.py).
+bench-pipeline: install
+	scripts/dev-services start
+	. .state/services.env && $(BIN)/python -m bench.pipeline
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis
