@@ -164,6 +164,39 @@ def test_close_sends_quit(server: SmtpServer, mailer: SmtpMailer) -> None:
     assert server.handler.quits == 1
 
 
+def test_lanes_send_side_by_side_over_a_connection_each_and_pause_together(
+    server: SmtpServer, sleeps: list[float], clock: ManualClock
+) -> None:
+    """connections=3: lanes() gives this mailer and two siblings, each with its connection;
+    an unreachable server seen by one pauses the others (one breaker); close() QUITs all."""
+    settings = SmtpSettings(
+        "127.0.0.1", server.port, security="none", timeout_s=5.0, pause_s=30, connections=3
+    )
+    mailer = SmtpMailer(
+        settings, backoff_s=0.01, sleep=sleeps.append, monotonic=lambda: clock.now().timestamp()
+    )
+    lanes = mailer.lanes()
+    assert len(lanes) == 3
+    assert lanes[0] is mailer
+    assert mailer.lanes() == lanes  # the same siblings again
+    for n, lane in enumerate(lanes):
+        lane.send(notification(n))
+    assert server.connections == 3
+    assert len(server.messages) == 3
+
+    server.stop()
+    with pytest.raises(MailTemporaryError, match="ConnectionRefusedError"):
+        lanes[1].send(notification(10))
+    with pytest.raises(MailTemporaryError, match="not attempted"):
+        lanes[2].send(notification(11))
+
+    server.start()
+    clock.advance(30)
+    lanes[2].send(notification(12))
+    mailer.close()
+    assert server.handler.quits == 1  # lane 2's session, the one open after the restart
+
+
 # ----- temporary and permanent answers -------------------------------------------------------
 
 
