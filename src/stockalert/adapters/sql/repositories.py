@@ -568,14 +568,15 @@ class SqlNotificationLedger(_Repo):
         if not records:
             return 0
         conn = self._conn()
-        ids = [r.notification.notification_id for r in records]
-        known = set(
-            conn.execute(
-                select(t.notifications.c.notification_id).where(
-                    t.notifications.c.notification_id.in_(ids)
+        known: set[str] = set()
+        for chunk in _chunks({r.notification.notification_id for r in records}):
+            known.update(
+                conn.scalars(
+                    select(t.notifications.c.notification_id).where(
+                        t.notifications.c.notification_id.in_(chunk)
+                    )
                 )
-            ).scalars()
-        )
+            )
         fresh = [_record_values(r) for r in records if r.notification.notification_id not in known]
         if fresh:
             conn.execute(insert(t.notifications), fresh)
