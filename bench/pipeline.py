@@ -198,6 +198,24 @@ def seed(db_url: str, subs: Sequence[Subscription]) -> None:
     engine.dispose()
 
 
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process and its children so far (the notifier's
+    message-building worker counts as the notifier's)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    used = sum(int(fields[n]) for n in (11, 12, 13, 14)) / tick  # utime stime cutime cstime
+    for children in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            kids = children.read_text().split()
+        except OSError:
+            continue
+        used += sum(process_cpu_seconds(int(kid)) for kid in kids)
+    return used
+
+
 class Roles:
     """`stockalert serve ROLE` processes with one environment; logs in `logs/`."""
 
@@ -240,16 +258,12 @@ class Roles:
             return process.wait()
 
     def cpu_seconds(self) -> dict[str, float]:
-        """CPU time (user + system) each running role process has used so far."""
-        tick = os.sysconf("SC_CLK_TCK")
-        used = {}
-        for _, process, log in self.running:
-            try:
-                fields = Path(f"/proc/{process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            used[log.stem] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
-        return used
+        """CPU time each running role process (and its children that ended) has used."""
+        return {
+            log.stem: process_cpu_seconds(process.pid)
+            for _, process, log in self.running
+            if process.poll() is None
+        }
 
     def stop_all(self) -> dict[str, int]:
         for _, process, _ in self.running:
@@ -427,6 +441,9 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--alert-systems", type=int, default=1)
     parser.add_argument("--notifiers", type=int, default=1)
     parser.add_argument("--smtp-connections", type=int, default=4, help="per notifier")
+    parser.add_argument(
+        "--build-processes", type=int, default=1, help="message-building workers per notifier"
+    )
     parser.add_argument("--partitions", type=int, default=6)
     parser.add_argument("--timeout-s", type=float, default=600, help="per phase")
     parser.add_argument("--profile", choices=("alert-system", "notifier", "collector"))
@@ -450,6 +467,7 @@ def role_environment(
         "STOCKALERT_SMTP_PORT": str(port),
         "STOCKALERT_SMTP_STARTTLS": "false",
         "STOCKALERT_SMTP_CONNECTIONS": str(args.smtp_connections),
+        "STOCKALERT_SMTP_BUILD_PROCESSES": str(args.build_processes),
         "STOCKALERT_COLLECT_INTERVAL": "1",
         "STOCKALERT_CLEAN_INTERVAL": "600",
     }
@@ -580,6 +598,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         run_phases(args, plan, roles, sink, work)
         wait_for(lambda: pending(db_url) == 0, 60, "no PENDING notification left")
         cpu = roles.cpu_seconds()
+        if sink.pid is not None:
+            cpu["smtp-sink"] = process_cpu_seconds(sink.pid)
         codes = roles.stop_all()
         result = measure(args, plan, db_url, record)
         print(

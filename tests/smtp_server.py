@@ -301,6 +301,7 @@ class Sink:
 
     port: int
     _counter: Any
+    pid: int | None = None
 
     @property
     def accepted(self) -> int:
@@ -324,7 +325,7 @@ def sink_process(record: Path | None = None, lifetime_s: float = SINK_LIFETIME_S
     try:
         if not ready.wait(30.0):
             raise RuntimeError("the SMTP sink process did not start")
-        yield Sink(port, counter)
+        yield Sink(port, counter, process.pid)
     finally:
         stop.set()
         process.join(10.0)

@@ -106,7 +106,9 @@ _POOL_MIN_BATCH = 4
 # How often a build worker checks that the process that started it is still there.
 _PARENT_CHECK_S = 1.0
 # Messages per round trip to the worker: fewer trips, but the first message waits for all.
-_BUILD_CHUNK = 4
+# 16: the parent's share (pickling, futures) falls from ~220 to ~75 µs a message (4: ~220),
+# and the first of a batch waits for 16 builds (~8 ms).
+_BUILD_CHUNK = 16
 
 
 def wire_message(notification: Notification, sender: str) -> bytes | MailPermanentError:
