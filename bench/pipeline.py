@@ -35,6 +35,7 @@ The last line is machine-readable:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import random
 import shutil
@@ -43,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -72,6 +74,7 @@ START = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
 STEP = timedelta(minutes=1)
 HIGH, ABOVE, BELOW = 101.0, 102.0, 99.0
 SECRET = "a-benchmark-token-signing-key-of-32-bytes"
+MAILPIT = Path(__file__).resolve().parents[1] / ".state" / "bin" / "mailpit"
 T = TypeVar("T")
 
 
@@ -279,11 +282,66 @@ class Roles:
         return codes
 
 
+class Mailpit:
+    """Mailpit (`scripts/dev-services start mailpit` builds it into .state/bin) as the SMTP
+    server, on ports of its own, every message kept; the same face as the sink."""
+
+    def __init__(self, binary: Path, work: Path) -> None:
+        self.port, self._ui = free_port(), free_port()
+        self._log = (work / "mailpit.log").open("wb")
+        self._process = subprocess.Popen(
+            [
+                str(binary),
+                "--smtp", f"{HOST}:{self.port}",
+                "--listen", f"{HOST}:{self._ui}",
+                "--max", "0",
+                "--database", str(work / "mailpit.db"),
+                "--disable-version-check",
+            ],
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+        self.pid: int | None = self._process.pid
+        wait_for(lambda: self._get("/api/v1/messages?limit=1") is not None, 30, "Mailpit")
+
+    def _get(self, path: str) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(f"http://{HOST}:{self._ui}{path}", timeout=10) as answer:
+                return dict(json.load(answer))
+        except OSError:
+            return None
+
+    @property
+    def accepted(self) -> int:
+        found = self._get("/api/v1/messages?limit=1")
+        return int(found["total"]) if found else 0
+
+    def records(self) -> list[tuple[float, str]]:
+        """(acceptance time, Message-ID) of every message, from Mailpit's API."""
+        found: list[tuple[float, str]] = []
+        while True:
+            page = self._get(f"/api/v1/messages?start={len(found)}&limit=1000")
+            messages = page["messages"] if page else []
+            if not messages:
+                return found
+            found += [
+                (datetime.fromisoformat(m["Created"]).timestamp(), f"<{m['MessageID']}>")
+                for m in messages
+            ]
+
+    def close(self) -> None:
+        self._process.terminate()
+        self._process.wait(timeout=30)
+        self._log.close()
+
+
 # ----- what came out -----------------------------------------------------------------------------
 
 
-def accepted(record: Path) -> list[tuple[float, str]]:
-    """(acceptance time, notification id) per message the SMTP sink accepted."""
+def accepted(server: Any, record: Path) -> list[tuple[float, str]]:
+    """(acceptance time, notification id) per message the SMTP server accepted."""
+    if isinstance(server, Mailpit):
+        return [(at, notification_id_of(mid)) for at, mid in server.records()]
     found = []
     for line in record.read_text().splitlines():
         at, message_id = line.split(" ", 1)
@@ -445,6 +503,13 @@ def arguments(argv: Sequence[str] | None) -> argparse.Namespace:
         "--build-processes", type=int, default=1, help="message-building workers per notifier"
     )
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument(
+        "--smtp",
+        choices=("sink", "mailpit"),
+        default="sink",
+        help="the SMTP server: an aiosmtpd sink (Python) or Mailpit (Go; scripts/dev-services "
+        "start mailpit builds it)",
+    )
     parser.add_argument("--timeout-s", type=float, default=600, help="per phase")
     parser.add_argument("--profile", choices=("alert-system", "notifier", "collector"))
     parser.add_argument("--keep", action="store_true", help="keep the logs folder")
@@ -528,10 +593,10 @@ class Result:
     duplicated: int
 
 
-def measure(args: argparse.Namespace, plan: Plan, db_url: str, record: Path) -> Result:
+def measure(args: argparse.Namespace, plan: Plan, db_url: str, server: Any, record: Path) -> Result:
     """Throughput of the storm and latency of the paced phase from the SMTP sink's record,
     the quotes' publish times on to-alert-system and the ledger."""
-    got = accepted(record)
+    got = accepted(server, record)
     mailed = Counter(nid for _, nid in got)
     first_at: dict[str, float] = {}
     for at, nid in got:
@@ -574,6 +639,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.smtp == "mailpit" and not MAILPIT.exists():
+        print(f"bench.pipeline --smtp mailpit needs {MAILPIT}: scripts/dev-services start mailpit")
+        return 2
     plan = Plan.of(args)
     print(
         f"bench: {args.users} users, {len(plan.subs)} subscriptions over {len(plan.tickers)} "
@@ -587,7 +655,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     record = work / "accepted.txt"
     with ExitStack() as stack:
         db_url = stack.enter_context(bench_database(db_base))
-        sink = stack.enter_context(sink_process(record, lifetime_s=4 * args.timeout_s))
+        sink: Any
+        if args.smtp == "mailpit":
+            sink = Mailpit(MAILPIT, work)
+            stack.callback(sink.close)
+        else:
+            sink = stack.enter_context(sink_process(record, lifetime_s=4 * args.timeout_s))
         names = [spec.name for spec in args.topics.specs()]
         stack.callback(lambda: KafkaAdministrator(args.bootstrap).delete_topics(names))
         started = time.monotonic()
@@ -601,7 +674,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if sink.pid is not None:
             cpu["smtp-sink"] = process_cpu_seconds(sink.pid)
         codes = roles.stop_all()
-        result = measure(args, plan, db_url, record)
+        result = measure(args, plan, db_url, sink, record)
         print(
             "bench: CPU seconds per role process: "
             + ", ".join(f"{name} {used:.1f}" for name, used in sorted(cpu.items()))
