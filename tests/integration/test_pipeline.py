@@ -71,7 +71,7 @@ CRASH_POINTS = [
     ("alert-system", "db.commit", 6, 0),
     ("alert-system", "consumer.handled", 6, 0),
     ("alert-system", "relay.published", 2, 0),
-    ("notifier", "consumer.handled", 3, 0),  # once per batch read
+    ("notifier", "consumer.handled", 1, 0),  # once per batch: the first batch handled
     ("notifier", "smtp.accepted", 6, 1),
 ]
 
