@@ -358,6 +358,14 @@ def _bus(core: Any, *parts: Any) -> providers.Singleton[Any]:
     )
 
 
+def _grpc_server(
+    bus: Any, config: Any, address: Any, services: tuple[str, ...]
+) -> providers.Resource[Any]:
+    return providers.Resource(
+        serve, bus=bus, address=address, services=services, max_workers=config.grpc_workers
+    )
+
+
 class CommandApi(containers.DeclarativeContainer):
     """`serve command-api`: CommandService on STOCKALERT_GRPC_ADDR; with Kafka, subscription
     changes go out through the outbox."""
@@ -368,9 +376,7 @@ class CommandApi(containers.DeclarativeContainer):
     accounts = providers.Container(Accounts, core=core, auth=auth)
     messaging = providers.Container(Messaging, config=config, core=core)
     bus = _bus(core, auth, accounts, messaging)
-    grpc_server = providers.Resource(
-        serve, bus=bus, address=config.grpc_addr, services=("command",)
-    )
+    grpc_server = _grpc_server(bus, config, config.grpc_addr, ("command",))
 
 
 class QueryApi(containers.DeclarativeContainer):
@@ -381,7 +387,7 @@ class QueryApi(containers.DeclarativeContainer):
     auth = providers.Container(Authentication, config=config, core=core)
     queries = providers.Container(Queries, core=core)
     bus = _bus(core, auth, queries)
-    grpc_server = providers.Resource(serve, bus=bus, address=config.query_addr, services=("query",))
+    grpc_server = _grpc_server(bus, config, config.query_addr, ("query",))
 
 
 class Collector(containers.DeclarativeContainer):
@@ -538,9 +544,7 @@ class Embedded(containers.DeclarativeContainer):
     delivery = providers.Container(Delivery, config=config, core=core)
     cleanup = providers.Container(Cleanup, core=core)
     bus = _bus(core, auth, accounts, queries, collection, alerting, delivery, cleanup)
-    grpc_server = providers.Resource(
-        serve, bus=bus, address=config.grpc_addr, services=("command", "query")
-    )
+    grpc_server = _grpc_server(bus, config, config.grpc_addr, ("command", "query"))
 
 
 def kafka_administrator(bootstrap: str, client_id: str) -> Any:
@@ -602,6 +606,7 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
         "auth_secret": "test-secret-that-is-long-enough-for-hs256-signing",
         "grpc_addr": "127.0.0.1:0",
         "query_addr": "127.0.0.1:0",
+        "grpc_workers": 8,
         "collect_interval": 1.0,
         "delivery_interval": 1.0,
         "stale_after_s": 3600.0,

@@ -879,7 +879,20 @@ def test_a_deleted_users_token_is_unauthenticated(
     token = alice.token
     alice.delete_user()
 
-    for call in (alice.subscriptions, alice.notifications, lambda: alice.set_subscription("X")):
+    # Every RPC of a signed-in user: the servicers verify the token only, and the user's
+    # absence in the query or command itself answers UNAUTHENTICATED (one read fewer).
+    calls = (
+        alice.subscriptions,
+        alice.notifications,
+        lambda: alice.latest("AAPL"),
+        alice.latest,
+        lambda: alice.average(3, "AAPL"),
+        lambda: alice.set_subscription("X"),
+        lambda: alice.set_subscription("AAPL", high_value=500.0),
+        lambda: alice.remove_subscription("AAPL"),
+        alice.delete_user,
+    )
+    for call in calls:
         err = fails(call)
         assert err.code == grpc.StatusCode.UNAUTHENTICATED
         assert err.message == "the account of this token no longer exists"

@@ -125,6 +125,25 @@ def test_tokens_carry_the_user_and_login_time_until_they_expire() -> None:
         tokens.verify(token, expires)
 
 
+def test_a_verified_token_is_remembered_but_a_tampered_copy_is_not() -> None:
+    """Verification is cached per exact token: its expiry is still checked on every call,
+    and a copy with another payload or signature is checked (and refused) on its own."""
+    tokens = JwtTokens(SECRET, ttl=timedelta(hours=1))
+    token, expires = tokens.issue("u1", T0)
+    assert tokens.verify(token, T0).user_id == "u1"
+    header, payload, signature = token.split(".")
+    other_payload = jwt.encode(
+        {"sub": "u2", "iss": "stockalert", "iat": T0, "exp": expires}, "x" * 32, "HS256"
+    ).split(".")[1]
+    flipped = signature[:-2] + ("AA" if signature[-2:] != "AA" else "BB")
+    for forged in (f"{header}.{other_payload}.{signature}", f"{header}.{payload}.{flipped}"):
+        with pytest.raises(Unauthenticated, match="invalid token"):
+            tokens.verify(forged, T0)
+    assert tokens.verify(token, T0 + timedelta(minutes=30)).user_id == "u1"
+    with pytest.raises(Unauthenticated, match="expired"):
+        tokens.verify(token, expires)
+
+
 @pytest.mark.parametrize(
     "token",
     [

@@ -11,6 +11,7 @@ from stockalert.domain.ports import TokenClaims
 
 MIN_SECRET_BYTES = 32
 ISSUER = "stockalert"
+VERIFIED_CACHE = 4096  # tokens whose signature and claims were checked (~0.05 ms each)
 
 
 class JwtTokens:
@@ -21,6 +22,10 @@ class JwtTokens:
             raise ValueError(f"the token secret must be at least {MIN_SECRET_BYTES} bytes")
         self._secret = secret
         self._ttl = ttl
+        # token -> (claims, expiry). A token is immutable: once its signature checked out,
+        # only the expiry (against the clock) needs checking again. Bounded: when full, the
+        # oldest half goes (dicts keep insertion order; single operations are thread-safe).
+        self._verified: dict[str, tuple[TokenClaims, datetime]] = {}
 
     def issue(self, user_id: str, now: datetime) -> tuple[str, datetime]:
         issued = now.replace(microsecond=0)
@@ -29,6 +34,22 @@ class JwtTokens:
         return jwt.encode(claims, self._secret, algorithm="HS256"), expires
 
     def verify(self, token: str, now: datetime) -> TokenClaims:
+        known = self._verified.get(token)
+        if known is not None:
+            claims, expires = known
+            if now >= expires:
+                raise Unauthenticated("token expired; log in again")
+            return claims
+        checked, expires = self._check(token)
+        if now >= expires:
+            raise Unauthenticated("token expired; log in again")
+        if len(self._verified) >= VERIFIED_CACHE:
+            for old in list(self._verified)[: VERIFIED_CACHE // 2]:
+                self._verified.pop(old, None)
+        self._verified[token] = (checked, expires)
+        return checked
+
+    def _check(self, token: str) -> tuple[TokenClaims, datetime]:
         try:
             # Expiry is checked below against the injected clock, not the system clock.
             claims = jwt.decode(
@@ -46,9 +67,7 @@ class JwtTokens:
             issued = _instant(claims["iat"])
         except (jwt.PyJWTError, ValueError, OverflowError, OSError, TypeError):
             raise Unauthenticated("invalid token") from None
-        if now >= expires:
-            raise Unauthenticated("token expired; log in again")
-        return TokenClaims(str(claims["sub"]), issued)
+        return TokenClaims(str(claims["sub"]), issued), expires
 
 
 def _instant(value: object) -> datetime:

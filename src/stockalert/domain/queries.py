@@ -15,9 +15,15 @@ class Query:
 
 @attrs.frozen
 class Authenticate(Query):
-    """Who a bearer token belongs to; rejects expired, forged and deleted users' tokens."""
+    """Who a bearer token belongs to; rejects expired and forged tokens, and (unless
+    `check_account` is off) deleted users' tokens.
+
+    A caller whose next step resolves the account anyway (every query and user command does:
+    NotFound with field "user_id" when it is gone) turns `check_account` off and saves a read;
+    it must then treat that NotFound as the token's account no longer existing."""
 
     token: str = attrs.field(repr=False)
+    check_account: bool = True
 
 
 @attrs.frozen

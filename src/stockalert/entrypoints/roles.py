@@ -16,6 +16,7 @@ VARIABLES = {
     " and query-api (required)",
     "STOCKALERT_GRPC_ADDR": "where CommandService listens (default 127.0.0.1:50051)",
     "STOCKALERT_QUERY_ADDR": "where QueryService listens (default 127.0.0.1:50052)",
+    "STOCKALERT_GRPC_WORKERS": "threads serving gRPC calls (default 8)",
     "STOCKALERT_PRICE_SOURCE": "yfinance, yfinance-chart or replay:PATH (required)",
     "STOCKALERT_COLLECT_INTERVAL": "seconds between collection cycles (default 180)",
     "STOCKALERT_STALE_AFTER_S": "a ticker without a new quote this long is STALE (default 3600)",
@@ -97,14 +98,26 @@ ROLES: dict[str, Role] = {
             "The command side (gRPC CommandService): register, log in, set and remove "
             "subscriptions, delete the account; every command at most once per request id. "
             "With Kafka, subscription changes go to the compacted subscription-changes topic.",
-            (*_CORE, "STOCKALERT_AUTH_SECRET", "STOCKALERT_GRPC_ADDR", *_KAFKA),
+            (
+                *_CORE,
+                "STOCKALERT_AUTH_SECRET",
+                "STOCKALERT_GRPC_ADDR",
+                "STOCKALERT_GRPC_WORKERS",
+                *_KAFKA,
+            ),
         ),
         Role(
             "query-api",
             "stockalert.entrypoints.query_api",
             "The query side (gRPC QueryService): latest and average values, subscriptions, "
             "notification history; reads only, through STOCKALERT_READ_DB_URL.",
-            (*_CORE, "STOCKALERT_READ_DB_URL", "STOCKALERT_AUTH_SECRET", "STOCKALERT_QUERY_ADDR"),
+            (
+                *_CORE,
+                "STOCKALERT_READ_DB_URL",
+                "STOCKALERT_AUTH_SECRET",
+                "STOCKALERT_QUERY_ADDR",
+                "STOCKALERT_GRPC_WORKERS",
+            ),
         ),
         Role(
             "collector",

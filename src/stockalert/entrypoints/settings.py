@@ -27,6 +27,7 @@ DEFAULT_REQUEST_TTL_S = 24 * 3600.0
 DEFAULT_CLEAN_INTERVAL_S = 3600.0
 DEFAULT_DELIVERY_INTERVAL_S = 5.0
 DEFAULT_STATE_DIR = ".stockalert"
+DEFAULT_GRPC_WORKERS = 8  # threads serving calls (bench/api.py: fewer contend less for the GIL)
 
 
 class ConfigError(ValueError):
@@ -83,6 +84,13 @@ def _db_url(environ: Mapping[str, str], name: str, default: str) -> str:
     if backend == "sqlite" and make_url(url).database in (None, "", ":memory:"):
         raise ConfigError(f"{name}={url!r}: an in-memory SQLite database cannot be shared")
     return url
+
+
+def _grpc_workers(environ: Mapping[str, str]) -> int:
+    workers = _count(environ, "STOCKALERT_GRPC_WORKERS", DEFAULT_GRPC_WORKERS)
+    if workers > 256:
+        raise ConfigError(f"STOCKALERT_GRPC_WORKERS={workers} must be at most 256")
+    return workers
 
 
 def _flag(environ: Mapping[str, str], name: str, default: bool) -> bool:
@@ -302,6 +310,7 @@ def command_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
         **core_config(environ, "command-api"),
         "auth_secret": _required_secret(environ, "command-api"),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
+        "grpc_workers": _grpc_workers(environ),
     }
 
 
@@ -311,6 +320,7 @@ def query_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
         **core_config(environ, "query-api"),
         "auth_secret": _required_secret(environ, "query-api"),
         "query_addr": _address(environ, "STOCKALERT_QUERY_ADDR", DEFAULT_QUERY_ADDR),
+        "grpc_workers": _grpc_workers(environ),
     }
 
 
@@ -382,6 +392,7 @@ def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "cleaner": retention_config(environ),
         "auth_secret": _auth_secret(environ, Path(core["state_dir"])),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
+        "grpc_workers": _grpc_workers(environ),
         **_delivery(environ),
         **_collection(environ),
     }

@@ -81,10 +81,13 @@ def stop(running: RunningServer, grace: float = SHUTDOWN_GRACE_S) -> None:
 
 
 def serve(
-    bus: MessageBus, address: str, services: Sequence[str] = ("command", "query")
+    bus: MessageBus,
+    address: str,
+    services: Sequence[str] = ("command", "query"),
+    max_workers: int = 16,
 ) -> Iterator[RunningServer]:
     """dependency-injector Resource: the services on one address, stopped on shutdown."""
-    running = start(bus, address, services)
+    running = start(bus, address, services, max_workers)
     try:
         yield running
     finally:

@@ -169,8 +169,15 @@ class MemoryAlertStateRepository(_Repo):
     def get(self, subscription_id: str, side: Side) -> SideState:
         return self._store.alert_states.get((subscription_id, side), ARMED)
 
+    def sides(self, subscription_id: str) -> tuple[SideState, SideState]:
+        return self.get(subscription_id, Side.HIGH), self.get(subscription_id, Side.LOW)
+
     def save(self, subscription_id: str, side: Side, state: SideState) -> None:
         self._journal().set(self._store.alert_states, (subscription_id, side), state)
+
+    def save_sides(self, subscription_id: str, high: SideState, low: SideState) -> None:
+        self.save(subscription_id, Side.HIGH, high)
+        self.save(subscription_id, Side.LOW, low)
 
     def save_many(self, states: Sequence[tuple[str, Side, SideState]]) -> None:
         for subscription_id, side, state in states:
@@ -514,9 +521,20 @@ class MemoryReadModel:
                 views.append(SubscriptionView.of(sub, high, low, status))
             return views
 
-    def latest_quote(self, ticker: Ticker) -> Quote | None:
-        quotes = self._store.quotes.get(ticker)
-        return quotes[-1] if quotes else None
+    def latest_of_watched(
+        self, user_id: str, ticker: Ticker | None = None
+    ) -> dict[Ticker, Quote | None] | None:
+        with self._store.lock:
+            watched = self.watched_tickers(user_id)
+            if watched is None:
+                return None
+            found: dict[Ticker, Quote | None] = {}
+            for each in watched:
+                if ticker is not None and each != ticker:
+                    continue
+                quotes = self._store.quotes.get(each)
+                found[each] = quotes[-1] if quotes else None
+            return found
 
     def newest_prices(self, ticker: Ticker, count: int) -> Sequence[float]:
         quotes = self._store.quotes.get(ticker, [])

@@ -6,7 +6,7 @@ import functools
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar, cast
 
-from sqlalchemy import Engine, exists, select
+from sqlalchemy import Connection, Engine, Select, bindparam, exists, func, select
 from sqlalchemy.exc import DBAPIError
 
 from stockalert.adapters.sql import tables as t
@@ -41,27 +41,101 @@ def _reads(method: F) -> F:
     return cast("F", wrapper)
 
 
+_users, _subs, _quotes = t.users.c, t.subscriptions.c, t.quotes.c
+_newest = t.quotes.alias("newest")
+
+
+def _watched_latest(one_ticker: bool) -> Select[Any]:
+    """The user (a row even when they watch nothing), each ticker they watch (or only the
+    one named), and its newest quote: one statement, one index probe per ticker on quotes
+    (ticker, quoted_at)."""
+    watching = _subs.user_id == _users.user_id
+    if one_ticker:
+        watching &= _subs.ticker == bindparam("ticker")
+    newest = (
+        select(func.max(_newest.c.quoted_at))
+        .where(_newest.c.ticker == _subs.ticker)
+        .correlate(t.subscriptions)
+        .scalar_subquery()
+    )
+    return (
+        select(_subs.ticker, _quotes.price, _quotes.quoted_at)
+        .select_from(
+            t.users.outerjoin(t.subscriptions, watching).outerjoin(
+                t.quotes, (_quotes.ticker == _subs.ticker) & (_quotes.quoted_at == newest)
+            )
+        )
+        .where(_users.user_id == bindparam("user_id"))
+    )
+
+
+# Built once: a statement object keeps its cache key, so each call skips rebuilding it.
+WATCHED_LATEST = _watched_latest(one_ticker=False)
+WATCHED_LATEST_ONE = _watched_latest(one_ticker=True)
+WATCHED = (
+    select(_users.user_id, _subs.ticker)
+    .select_from(t.users.outerjoin(t.subscriptions, _subs.user_id == _users.user_id))
+    .where(_users.user_id == bindparam("user_id"))
+)
+
+
 class SqlReadModel:
-    """ReadModel port; every read is one short transaction on the read engine."""
+    """ReadModel port; each read is a statement or a few on the read engine (autocommit on
+    MySQL/MariaDB: no transaction round trips)."""
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
 
     @_reads
-    def user_exists(self, user_id: str) -> bool:
+    def watched_tickers(self, user_id: str) -> list[Ticker] | None:
         with self._engine.connect() as conn:
-            return (
-                conn.execute(select(exists().where(t.users.c.user_id == user_id))).scalar() is True
-            )
+            rows = conn.execute(WATCHED, {"user_id": user_id}).all()
+        if not rows:
+            return None
+        return [Ticker(row.ticker) for row in rows if row.ticker is not None]
 
     @_reads
-    def subscriptions_of(self, user_id: str) -> list[SubscriptionView]:
+    def latest_of_watched(
+        self, user_id: str, ticker: Ticker | None = None
+    ) -> dict[Ticker, Quote | None] | None:
+        with self._engine.connect() as conn:
+            if ticker is None:
+                rows = conn.execute(WATCHED_LATEST, {"user_id": user_id}).all()
+            else:
+                rows = conn.execute(
+                    WATCHED_LATEST_ONE, {"user_id": user_id, "ticker": ticker.value}
+                ).all()
+        if not rows:
+            return None
+        return {
+            Ticker(row.ticker): (
+                None
+                if row.quoted_at is None
+                else Quote(Ticker(row.ticker), row.price, row.quoted_at)
+            )
+            for row in rows
+            if row.ticker is not None
+        }
+
+    @_reads
+    def user_exists(self, user_id: str) -> bool:
+        with self._engine.connect() as conn:
+            return self._exists(conn, user_id)
+
+    @staticmethod
+    def _exists(conn: Connection, user_id: str) -> bool:
+        return conn.execute(select(exists().where(_users.user_id == user_id))).scalar() is True
+
+    @_reads
+    def subscriptions_of(self, user_id: str) -> list[SubscriptionView] | None:
         with self._engine.connect() as conn:
             rows = conn.execute(
                 select(*t.subscriptions.c, t.users.c.email)
                 .join(t.users, t.users.c.user_id == t.subscriptions.c.user_id)
                 .where(t.subscriptions.c.user_id == user_id)
             ).all()
+            if not rows:
+                return [] if self._exists(conn, user_id) else None
             ids = [row.subscription_id for row in rows]
             states = {
                 (row.subscription_id, Side(row.side)): state_from_row(row)
@@ -94,17 +168,6 @@ class SqlReadModel:
                 )
             )
         return views
-
-    @_reads
-    def latest_quote(self, ticker: Ticker) -> Quote | None:
-        with self._engine.connect() as conn:
-            row = conn.execute(
-                select(t.quotes.c.price, t.quotes.c.quoted_at)
-                .where(t.quotes.c.ticker == ticker.value)
-                .order_by(t.quotes.c.quoted_at.desc())
-                .limit(1)
-            ).first()
-        return None if row is None else Quote(ticker, row.price, row.quoted_at)
 
     @_reads
     def newest_prices(self, ticker: Ticker, count: int) -> Sequence[float]:

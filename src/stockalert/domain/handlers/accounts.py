@@ -17,6 +17,7 @@ from stockalert.domain.commands import (
 from stockalert.domain.errors import AlreadyExists, InvalidArgument, NotFound
 from stockalert.domain.events import SubscriptionRemoved, SubscriptionSet, UserDeleted
 from stockalert.domain.model import (
+    ARMED,
     DEFAULT_REARM_PERCENT,
     MAX_PERIOD_S,
     MAX_REARM_PERCENT,
@@ -90,14 +91,11 @@ def _ticker_status(uow: UnitOfWork, ticker: Ticker) -> TickerStatus:
 def _store_subscription(
     uow: UnitOfWork, sub: Subscription, old: Subscription | None
 ) -> tuple[SideState, SideState]:
-    states = []
-    for side in (Side.HIGH, Side.LOW):
-        current = uow.alert_states.get(sub.subscription_id, side)
-        states.append(adopt_change(side, old, current, sub))
+    current = (ARMED, ARMED) if old is None else uow.alert_states.sides(sub.subscription_id)
+    high = adopt_change(Side.HIGH, old, current[0], sub)
+    low = adopt_change(Side.LOW, old, current[1], sub)
     uow.subscriptions.save(sub)  # first: a state row belongs to an existing subscription
-    high, low = states
-    uow.alert_states.save(sub.subscription_id, Side.HIGH, high)
-    uow.alert_states.save(sub.subscription_id, Side.LOW, low)
+    uow.alert_states.save_sides(sub.subscription_id, high, low)
     uow.record(SubscriptionSet(sub, high, low))
     return high, low
 
@@ -153,9 +151,8 @@ def set_subscription(
         rearm = parse_bounded(cmd.rearm_percent, "rearm_percent", low=0.0, high=MAX_REARM_PERCENT)
     cooldown = _optional_period(cmd.cooldown_s, "cooldown_s", minimum=0.0)
     remind = _optional_period(cmd.remind_every_s, "remind_every_s", minimum=MIN_REMIND_EVERY_S)
-    user = _require_user(uow, cmd.user_id)
-
-    old = uow.subscriptions.get(user.user_id, ticker)
+    old = uow.subscriptions.get(cmd.user_id, ticker)  # carries the user's e-mail
+    email = _require_user(uow, cmd.user_id).email if old is None else old.email
     if old is None:
         old_high = old_low = old_cooldown = old_remind = None
         old_rearm = DEFAULT_REARM_PERCENT
@@ -168,8 +165,8 @@ def set_subscription(
     _check_order(new_high, new_low, field, stored=old is not None)
     sub = Subscription(
         subscription_id=ids.new_id() if old is None else old.subscription_id,
-        user_id=user.user_id,
-        email=user.email,
+        user_id=cmd.user_id,
+        email=email,
         ticker=ticker,
         high_value=new_high,
         low_value=new_low,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from stockalert.domain.errors import InvalidArgument, NotFound, Unauthenticated
 from stockalert.domain.model import NotificationRecord, Ticker
 from stockalert.domain.ports import Clock, ReadModel, TokenIssuer
@@ -25,27 +27,31 @@ def authenticate(
     if not query.token:
         raise Unauthenticated("missing bearer token")
     claims = tokens.verify(query.token, clock.now())
-    if not read.user_exists(claims.user_id):
+    if query.check_account and not read.user_exists(claims.user_id):
         raise Unauthenticated("the account of this token no longer exists")
     return Principal(claims.user_id, claims.issued_at)
 
 
 def _require_user(read: ReadModel, user_id: str) -> None:
     if not read.user_exists(user_id):
-        raise NotFound("user not found", field="user_id")
+        raise _no_user()
 
 
-def _watched_ticker(read: ReadModel, user_id: str, raw: str) -> Ticker:
+def _no_user() -> NotFound:
+    return NotFound("user not found", field="user_id")
+
+
+def _watched_ticker(watched: Collection[Ticker] | None, raw: str) -> Ticker:
     """The ticker a value query is about: the named one, or the user's only one."""
-    _require_user(read, user_id)
-    watched = [Ticker(view.ticker) for view in read.subscriptions_of(user_id)]
+    if watched is None:
+        raise _no_user()
     if not raw.strip():
         if not watched:
             raise NotFound("you are not watching any ticker", field="ticker")
         if len(watched) > 1:
             names = ", ".join(sorted(t.value for t in watched))
             raise InvalidArgument("ticker", f"required: you watch several tickers ({names})")
-        return watched[0]
+        return next(iter(watched))
     ticker = Ticker.parse(raw)
     if ticker not in watched:
         raise NotFound(f"you are not watching {ticker}", field="ticker")
@@ -53,9 +59,12 @@ def _watched_ticker(read: ReadModel, user_id: str, raw: str) -> Ticker:
 
 
 def get_latest_value(query: GetLatestValue, read: ReadModel) -> LatestValue:
-    """Newest stored quote of a watched ticker."""
-    ticker = _watched_ticker(read, query.user_id, query.ticker)
-    quote = read.latest_quote(ticker)
+    """Newest stored quote of a watched ticker (one read: the user, what they watch, the
+    newest quotes of it)."""
+    named = Ticker.parse(query.ticker) if query.ticker.strip() else None
+    watched = read.latest_of_watched(query.user_id, named)
+    ticker = _watched_ticker(watched, query.ticker)
+    quote = None if watched is None else watched[ticker]
     if quote is None:
         raise NotFound(f"no price of {ticker} collected yet", field="ticker")
     return LatestValue(ticker.value, quote.price, quote.quoted_at)
@@ -67,7 +76,7 @@ def get_average_value(query: GetAverageValue, read: ReadModel) -> AverageValue:
         raise InvalidArgument("count", "must be a whole number")
     if not 1 <= query.count <= MAX_AVERAGE_COUNT:
         raise InvalidArgument("count", f"must be between 1 and {MAX_AVERAGE_COUNT}")
-    ticker = _watched_ticker(read, query.user_id, query.ticker)
+    ticker = _watched_ticker(read.watched_tickers(query.user_id), query.ticker)
     prices = read.newest_prices(ticker, query.count)
     if not prices:
         raise NotFound(f"no price of {ticker} collected yet", field="ticker")
@@ -76,8 +85,10 @@ def get_average_value(query: GetAverageValue, read: ReadModel) -> AverageValue:
 
 def list_subscriptions(query: ListSubscriptions, read: ReadModel) -> list[SubscriptionView]:
     """The user's subscriptions, by ticker."""
-    _require_user(read, query.user_id)
-    return sorted(read.subscriptions_of(query.user_id), key=lambda view: view.ticker)
+    views = read.subscriptions_of(query.user_id)
+    if views is None:
+        raise _no_user()
+    return sorted(views, key=lambda view: view.ticker)
 
 
 def list_notifications(query: ListNotifications, read: ReadModel) -> list[NotificationRecord]:
