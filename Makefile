@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 export PYTHONPYCACHEPREFIX := $(CURDIR)/.state/pycache
 unexport PYTHONDONTWRITEBYTECODE
 
-.PHONY: install run run-distributed protos test lint check-compose typecheck unit bench bench-collector bench-email bench-ledger bench-pipeline clean
+.PHONY: install run run-distributed protos test lint check-compose typecheck unit bench bench-collector bench-email bench-ledger bench-pipeline bench-api clean
 
 $(STAMP): pyproject.toml
 	PYTHON=$(PYTHON) scripts/install-venv
@@ -74,6 +74,11 @@ bench-ledger: install
 bench-pipeline: install
 	scripts/dev-services start
 	. .state/services.env && $(BIN)/python -m bench.pipeline
+
+## The gRPC API under load with ghz: the embedded run (SQLite) and the API roles (bench/api.py).
+bench-api: install
+	scripts/dev-services start
+	. .state/services.env && $(BIN)/python -m bench.api
 
 clean:
 	rm -rf $(VENV) .state .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -155,13 +155,13 @@ def write_prices(path: Path, cycles: Sequence[Sequence[Quote]]) -> Path:
 
 
 @contextmanager
-def bench_database(base_url: str) -> Iterator[str]:
-    """A fresh database `stockalert_bench` next to `base_url`, migrated."""
-    url = make_url(base_url).set(database="stockalert_bench")
+def bench_database(base_url: str, name: str = "stockalert_bench") -> Iterator[str]:
+    """A fresh database `name` next to `base_url`, migrated."""
+    url = make_url(base_url).set(database=name)
     admin = create_engine(base_url)
     with admin.begin() as conn:
-        conn.execute(text("DROP DATABASE IF EXISTS stockalert_bench"))
-        conn.execute(text("CREATE DATABASE stockalert_bench"))
+        conn.execute(text(f"DROP DATABASE IF EXISTS {name}"))
+        conn.execute(text(f"CREATE DATABASE {name}"))
     admin.dispose()
     rendered = url.render_as_string(hide_password=False)
     engine = make_engine(rendered)
@@ -409,16 +409,18 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 @contextmanager
-def profiler(pid: int, out: Path, enabled: bool) -> Iterator[None]:
-    """py-spy sampling `pid` while the block runs (if asked and installed)."""
+def profiler(pid: int, out: Path, enabled: bool, gil: bool = False) -> Iterator[None]:
+    """py-spy sampling `pid` while the block runs (if asked and installed); with `gil`, only
+    the samples of the thread holding the GIL (where a GIL-bound process spends its CPU)."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     if not enabled or not Path(spy).exists():
         if enabled:
             print("bench: py-spy not installed (pip install py-spy); no profile", flush=True)
         yield
         return
+    command = [spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out)]
     process = subprocess.Popen(
-        [spy, "record", "--pid", str(pid), "--format", "raw", "--output", str(out), "--rate", "50"],
+        [*command, "--rate", "50", *(["--gil"] if gil else [])],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
