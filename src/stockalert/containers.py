@@ -47,6 +47,7 @@ from stockalert.adapters.sql.outbox import SqlOutboxStore
 from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
+from stockalert.adapters.telemetry import Metrics
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
@@ -142,6 +143,7 @@ class Core(containers.DeclarativeContainer):
 
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIds)
+    metrics = providers.Singleton(Metrics, role=config.role)
 
     topics = providers.Singleton(topics_of, config.kafka.topics)
     outbox = providers.Selector(
@@ -359,10 +361,15 @@ def _bus(core: Any, *parts: Any) -> providers.Singleton[Any]:
 
 
 def _grpc_server(
-    bus: Any, config: Any, address: Any, services: tuple[str, ...]
+    bus: Any, core: Any, address: Any, services: tuple[str, ...]
 ) -> providers.Resource[Any]:
     return providers.Resource(
-        serve, bus=bus, address=address, services=services, max_workers=config.grpc_workers
+        serve,
+        bus=bus,
+        address=address,
+        services=services,
+        max_workers=core.config.grpc_workers,
+        metrics=core.metrics,
     )
 
 
@@ -376,7 +383,7 @@ class CommandApi(containers.DeclarativeContainer):
     accounts = providers.Container(Accounts, core=core, auth=auth)
     messaging = providers.Container(Messaging, config=config, core=core)
     bus = _bus(core, auth, accounts, messaging)
-    grpc_server = _grpc_server(bus, config, config.grpc_addr, ("command",))
+    grpc_server = _grpc_server(bus, core, config.grpc_addr, ("command",))
 
 
 class QueryApi(containers.DeclarativeContainer):
@@ -387,7 +394,7 @@ class QueryApi(containers.DeclarativeContainer):
     auth = providers.Container(Authentication, config=config, core=core)
     queries = providers.Container(Queries, core=core)
     bus = _bus(core, auth, queries)
-    grpc_server = _grpc_server(bus, config, config.query_addr, ("query",))
+    grpc_server = _grpc_server(bus, core, config.query_addr, ("query",))
 
 
 class Collector(containers.DeclarativeContainer):
@@ -544,7 +551,7 @@ class Embedded(containers.DeclarativeContainer):
     delivery = providers.Container(Delivery, config=config, core=core)
     cleanup = providers.Container(Cleanup, core=core)
     bus = _bus(core, auth, accounts, queries, collection, alerting, delivery, cleanup)
-    grpc_server = _grpc_server(bus, config, config.grpc_addr, ("command", "query"))
+    grpc_server = _grpc_server(bus, core, config.grpc_addr, ("command", "query"))
 
 
 def kafka_administrator(bootstrap: str, client_id: str) -> Any:
@@ -584,6 +591,7 @@ class KafkaAdmin(containers.DeclarativeContainer):
 
     config = providers.Configuration(strict=True)
     clock = providers.Singleton(SystemClock)
+    metrics = providers.Singleton(Metrics, role=config.role)
     topics = providers.Singleton(topics_of, config.kafka.topics)
     admin = providers.Singleton(
         kafka_administrator, bootstrap=config.kafka.bootstrap, client_id=config.kafka.client_id
@@ -607,6 +615,8 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
         "grpc_addr": "127.0.0.1:0",
         "query_addr": "127.0.0.1:0",
         "grpc_workers": 8,
+        "role": "library",
+        "metrics_addr": None,
         "collect_interval": 1.0,
         "delivery_interval": 1.0,
         "stale_after_s": 3600.0,

@@ -12,12 +12,15 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.uow import SqlUnitOfWork
@@ -76,17 +79,35 @@ def system(tmp_path: Path) -> Iterator[dict[str, Any]]:
     ok(run_cli(env, "db", "upgrade"))
     logs = tmp_path / "logs"
     logs.mkdir()
+    # Each role's /metrics, /healthz and /readyz on a port of its own.
+    metrics = {
+        role: f"127.0.0.1:{free_port()}"
+        for role in ("command-api", "query-api", "notifier", "cleaner", "collector")
+    }
+
+    def role_env(role: str) -> dict[str, str]:
+        return env | {"STOCKALERT_METRICS_PORT": metrics[role]}
+
     processes = {
-        role: spawn(env, tmp_path, logs / f"{role}.log", "serve", role)
+        role: spawn(role_env(role), tmp_path, logs / f"{role}.log", "serve", role)
         for role in ("command-api", "query-api", "notifier", "cleaner")
     }
     processes["collector"] = spawn(
-        env, tmp_path, logs / "collector.log", module="stockalert.entrypoints.collector"
+        role_env("collector"),
+        tmp_path,
+        logs / "collector.log",
+        module="stockalert.entrypoints.collector",
     )
     try:
         wait_until_serving(commands, processes["command-api"], timeout=20)
         wait_until_serving(queries, processes["query-api"], timeout=20)
-        yield {"env": env, "processes": processes, "logs": logs, "outbox": tmp_path / "outbox"}
+        yield {
+            "env": env,
+            "processes": processes,
+            "logs": logs,
+            "outbox": tmp_path / "outbox",
+            "metrics": metrics,
+        }
     finally:
         for process in processes.values():
             if process.poll() is None:
@@ -158,6 +179,8 @@ def test_each_role_is_its_own_process_and_they_work_together_through_the_databas
 
     wait(notification_is_sent, "the notification SENT on the query API", system["logs"])
 
+    check_endpoints(system["metrics"])
+
     processes: dict[str, subprocess.Popen[bytes]] = system["processes"]
     for process in processes.values():
         process.send_signal(signal.SIGTERM)
@@ -169,3 +192,39 @@ def test_each_role_is_its_own_process_and_they_work_together_through_the_databas
         assert "Traceback" not in log, log
         assert "event=collection_cycle" not in log  # routine cycles log at DEBUG only (-v)
     assert sorted(p.name for p in outbox.glob("*.eml")) == [eml.name]
+
+
+def http_get(address: str, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as answer:
+            return answer.status, answer.read().decode()
+    except urllib.error.HTTPError as err:
+        return err.code, err.read().decode()
+
+
+def grpc_calls(text: str) -> dict[tuple[str, str, str], float]:
+    """(role, method, code) -> calls, from a scrape."""
+    return {
+        (s.labels["role"], s.labels["method"], s.labels["code"]): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == "stockalert_grpc_requests_total"
+    }
+
+
+def check_endpoints(metrics: dict[str, str]) -> None:
+    """Every role is alive and ready (its database reachable); the API roles counted the
+    calls the CLI made, each under its own role label."""
+    for role, address in metrics.items():
+        assert http_get(address, "/healthz") == (200, "ok\n"), role
+        assert http_get(address, "/readyz") == (200, "ready\n"), role
+        status, text = http_get(address, "/metrics")
+        assert status == 200, role
+        assert "# TYPE stockalert_grpc_requests_total counter" in text, role
+    commands = grpc_calls(http_get(metrics["command-api"], "/metrics")[1])
+    assert commands[("command-api", "RegisterUser", "OK")] == 1
+    assert commands[("command-api", "SetSubscription", "OK")] == 1
+    queries = grpc_calls(http_get(metrics["query-api"], "/metrics")[1])
+    assert queries[("query-api", "GetLatestValue", "OK")] >= 1
+    assert queries[("query-api", "ListNotifications", "OK")] >= 1
+    assert not any(role != "query-api" for role, _, _ in queries)

@@ -17,6 +17,7 @@ VARIABLES = {
     "STOCKALERT_GRPC_ADDR": "where CommandService listens (default 127.0.0.1:50051)",
     "STOCKALERT_QUERY_ADDR": "where QueryService listens (default 127.0.0.1:50052)",
     "STOCKALERT_GRPC_WORKERS": "threads serving gRPC calls (default 8)",
+    "STOCKALERT_METRICS_PORT": "PORT or HOST:PORT of /metrics, /healthz and /readyz (unset: none)",
     "STOCKALERT_PRICE_SOURCE": "yfinance, yfinance-chart or replay:PATH (required)",
     "STOCKALERT_COLLECT_INTERVAL": "seconds between collection cycles (default 180)",
     "STOCKALERT_STALE_AFTER_S": "a ticker without a new quote this long is STALE (default 3600)",
@@ -62,7 +63,7 @@ VARIABLES = {
     " replaced, its partitions move (default 10000, at least 6000)",
 }
 
-_CORE = ("STOCKALERT_DB_URL", "STOCKALERT_STATE_DIR")
+_CORE = ("STOCKALERT_DB_URL", "STOCKALERT_STATE_DIR", "STOCKALERT_METRICS_PORT")
 _KAFKA = (
     "STOCKALERT_KAFKA_BOOTSTRAP",
     "STOCKALERT_KAFKA_TOPIC_PREFIX",
@@ -197,6 +198,7 @@ ROLES: dict[str, Role] = {
             (
                 "STOCKALERT_KAFKA_BOOTSTRAP",
                 "STOCKALERT_KAFKA_TOPIC_PREFIX",
+                "STOCKALERT_METRICS_PORT",
                 "STOCKALERT_KAFKA_PARTITIONS",
                 "STOCKALERT_KAFKA_REPLICATION",
                 "STOCKALERT_KAFKA_MIN_INSYNC",

@@ -22,6 +22,12 @@ from sqlalchemy.exc import DBAPIError
 
 from stockalert.adapters.grpc.server import RunningServer
 from stockalert.adapters.sql.migrate import upgrade
+from stockalert.adapters.telemetry import (
+    ReadinessCheck,
+    RunningEndpoints,
+    start_endpoints,
+    stop_endpoints,
+)
 from stockalert.domain.commands import Command
 from stockalert.domain.messagebus import HandlerFailed, MessageBus
 from stockalert.entrypoints import cli
@@ -161,6 +167,7 @@ def _start_up(bus: MessageBus, commands: Sequence[Command], halt: threading.Even
 def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "") -> None:
     """Run `plan` over `container` until `halt` is set; resources are shut down on the way out
     (producers flushed, connections closed, the gRPC server stopped with a grace period)."""
+    endpoints = _start_endpoints(container, plan)
     try:
         if plan.database is not None and container.core.config.storage() == "sql":
             write = plan.database == "write"
@@ -199,7 +206,29 @@ def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "")
             thread.join(timeout=30)
     finally:
         container.shutdown_resources()
+        if endpoints is not None:
+            stop_endpoints(endpoints)
         log.info("event=stopped role=%s", plan.name)
+
+
+def _start_endpoints(container: Any, plan: Plan) -> RunningEndpoints | None:
+    """/metrics, /healthz and /readyz on STOCKALERT_METRICS_ADDR (when set): up before the
+    database is, so that a role waiting for it is seen alive but not ready."""
+    address = container.config.metrics_addr()
+    if address is None:
+        return None
+    checks: dict[str, ReadinessCheck] = {}
+    if plan.database is not None and container.core.config.storage() == "sql":
+        core = container.core
+        engine = core.db_engine if plan.database == "write" else core.read_db_engine
+        checks["database"] = lambda: _ping(engine())
+    metrics = container.core.metrics() if hasattr(container, "core") else container.metrics()
+    return start_endpoints(metrics, address, checks)
+
+
+def _ping(engine: Engine) -> None:
+    with engine.connect() as conn:
+        conn.execute(text("SELECT 1"))
 
 
 def outbox_relay_workers(config: Mapping[str, Any], container: Any) -> list[Worker]:

@@ -239,7 +239,19 @@ def core_config(environ: Mapping[str, str], role: str = "stockalert") -> dict[st
         **storage_config(environ),
         "state_dir": environ.get("STOCKALERT_STATE_DIR", "").strip() or DEFAULT_STATE_DIR,
         **kafka_config(environ, f"stockalert-{role}"),
+        **telemetry_config(environ, role),
     }
+
+
+def telemetry_config(environ: Mapping[str, str], role: str) -> dict[str, Any]:
+    """The role (every metric's label) and STOCKALERT_METRICS_PORT: PORT (all interfaces, as
+    a scraper in another container needs) or HOST:PORT; unset, no metrics endpoint."""
+    raw = environ.get("STOCKALERT_METRICS_PORT", "").strip()
+    address = None
+    if raw:
+        full = raw if ":" in raw else f"0.0.0.0:{raw}"
+        address = _address({"STOCKALERT_METRICS_PORT": full}, "STOCKALERT_METRICS_PORT", "")
+    return {"role": role, "metrics_addr": address}
 
 
 def retention_config(environ: Mapping[str, str]) -> dict[str, float | int]:
@@ -400,7 +412,10 @@ def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
 
 def kafka_admin_config(environ: Mapping[str, str]) -> dict[str, Any]:
     """`serve kafka-admin`: Kafka only (no database)."""
-    config = kafka_config(environ, "stockalert-kafka-admin")
+    config = {
+        **kafka_config(environ, "stockalert-kafka-admin"),
+        **telemetry_config(environ, "kafka-admin"),
+    }
     if config["transport"] != "kafka":
         raise ConfigError("STOCKALERT_KAFKA_BOOTSTRAP is required by kafka-admin: HOST:PORT,...")
     return config

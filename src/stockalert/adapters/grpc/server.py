@@ -12,6 +12,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from stockalert.adapters.grpc.servicers import CommandServicer, QueryServicer
+from stockalert.adapters.telemetry import Metrics
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from stockalert.domain.messagebus import MessageBus
@@ -41,10 +42,13 @@ def start(
     address: str,
     services: Sequence[str] = ("command", "query"),
     max_workers: int = 16,
+    metrics: Metrics | None = None,
 ) -> RunningServer:
-    """Start serving; `services` picks CommandService, QueryService or both."""
+    """Start serving; `services` picks CommandService, QueryService or both; with `metrics`,
+    every call is counted and timed."""
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
+        interceptors=[] if metrics is None else [metrics.grpc_interceptor()],
         # Without this a second server on the same port would start and share the traffic.
         options=[("grpc.so_reuseport", 0)],
     )
@@ -85,9 +89,10 @@ def serve(
     address: str,
     services: Sequence[str] = ("command", "query"),
     max_workers: int = 16,
+    metrics: Metrics | None = None,
 ) -> Iterator[RunningServer]:
     """dependency-injector Resource: the services on one address, stopped on shutdown."""
-    running = start(bus, address, services, max_workers)
+    running = start(bus, address, services, max_workers, metrics)
     try:
         yield running
     finally:

@@ -1,0 +1,177 @@
+"""Prometheus metrics (prometheus-client) and the process's HTTP endpoints for operators.
+
+Every process has one `Metrics` (its own registry, every series labelled by its role), and,
+with STOCKALERT_METRICS_PORT, a small HTTP server:
+
+- `/metrics`: the Prometheus text format;
+- `/healthz`: 200 while the process runs (liveness);
+- `/readyz`: 200 when every readiness check passes (its dependencies are reachable), else
+  503 naming the failing ones.
+
+Label values are bounded: roles, gRPC method names and status codes, never user data.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import attrs
+import grpc
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+
+log = logging.getLogger(__name__)
+
+# Seconds: from a cached read (~1 ms) to a command waiting on a busy database.
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+ReadinessCheck = Callable[[], None]  # raises when the dependency is not reachable
+
+
+class Metrics:
+    """The metrics of one process; `role` labels every series."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.grpc_requests = Counter(
+            "stockalert_grpc_requests_total",
+            "gRPC calls handled, by method and status code.",
+            ["role", "method", "code"],
+            registry=self.registry,
+        )
+        self.grpc_duration = Histogram(
+            "stockalert_grpc_request_duration_seconds",
+            "Time to handle a gRPC call, by method.",
+            ["role", "method"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def grpc_interceptor(self) -> grpc.ServerInterceptor:
+        """Counts and times every unary call the server handles."""
+        return _MetricsInterceptor(self)
+
+    def exposition(self) -> bytes:
+        """The registry in the Prometheus text format."""
+        return generate_latest(self.registry)
+
+
+class _MetricsInterceptor(grpc.ServerInterceptor):
+    def __init__(self, metrics: Metrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler  # unknown methods (gRPC answers UNIMPLEMENTED) and streams
+        method = handler_call_details.method.rsplit("/", 1)[-1]
+        behavior = handler.unary_unary
+        requests, duration = self._metrics.grpc_requests, self._metrics.grpc_duration
+        role = self._metrics.role
+
+        def timed(request: Any, context: grpc.ServicerContext) -> Any:
+            started = time.perf_counter()
+            code = "OK"
+            try:
+                return behavior(request, context)
+            except BaseException:
+                status = context.code()  # type: ignore[attr-defined]  # grpc >= 1.38
+                code = status.name if isinstance(status, grpc.StatusCode) else "UNKNOWN"
+                raise
+            finally:
+                duration.labels(role, method).observe(time.perf_counter() - started)
+                requests.labels(role, method, code).inc()
+
+        return grpc.unary_unary_rpc_method_handler(
+            timed,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+@attrs.frozen
+class RunningEndpoints:
+    """The started HTTP server and the port it listens on (useful with port 0)."""
+
+    server: ThreadingHTTPServer
+    port: int
+
+
+def start_endpoints(
+    metrics: Metrics, address: str, checks: Mapping[str, ReadinessCheck] | None = None
+) -> RunningEndpoints:
+    """Serve /metrics, /healthz and /readyz on `address` (HOST:PORT) from a daemon thread."""
+    readiness = dict(checks or {})
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
+                self._answer(200, metrics.exposition(), CONTENT_TYPE_LATEST)
+            elif path == "/healthz":
+                self._answer(200, b"ok\n")
+            elif path == "/readyz":
+                failing = _failing(readiness)
+                if failing:
+                    self._answer(503, f"not ready: {', '.join(failing)}\n".encode())
+                else:
+                    self._answer(200, b"ready\n")
+            else:
+                self._answer(404, b"not found: /metrics, /healthz, /readyz\n")
+
+        def _answer(self, status: int, body: bytes, kind: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+            pass  # scrapes every few seconds would flood the log
+
+    host, _, port = address.rpartition(":")
+    server = ThreadingHTTPServer((host, int(port)), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="endpoints", daemon=True).start()
+    bound = int(server.server_address[1])
+    log.info("event=endpoints_listening address=%s port=%d", host, bound)
+    return RunningEndpoints(server, bound)
+
+
+def _failing(checks: Mapping[str, ReadinessCheck]) -> list[str]:
+    failing = []
+    for name, check in checks.items():
+        try:
+            check()
+        except Exception as err:  # noqa: BLE001 - any failure means not ready
+            log.warning("event=not_ready dependency=%s error=%r", name, str(err)[:200])
+            failing.append(name)
+    return failing
+
+
+def stop_endpoints(running: RunningEndpoints) -> None:
+    running.server.shutdown()
+    running.server.server_close()
+
+
+@contextmanager
+def endpoints(
+    metrics: Metrics, address: str, checks: Mapping[str, ReadinessCheck] | None = None
+) -> Iterator[RunningEndpoints]:
+    """The endpoints for the duration of a block."""
+    running = start_endpoints(metrics, address, checks)
+    try:
+        yield running
+    finally:
+        stop_endpoints(running)
