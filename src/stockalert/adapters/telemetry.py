@@ -155,9 +155,43 @@ def _failing(checks: Mapping[str, ReadinessCheck]) -> list[str]:
         try:
             check()
         except Exception as err:  # noqa: BLE001 - any failure means not ready
-            log.warning("event=not_ready dependency=%s error=%r", name, str(err)[:200])
+            # DEBUG: polled every second during an outage; the change itself is logged once.
+            log.debug("event=not_ready dependency=%s error=%r", name, str(err)[:200])
             failing.append(name)
     return failing
+
+
+class ReadinessWatch(threading.Thread):
+    """Runs the readiness checks every `interval_s` and calls `changed(ready, failing)` when
+    the answer changes (first call: the first answer), until `halt` is set."""
+
+    def __init__(
+        self,
+        checks: Mapping[str, ReadinessCheck],
+        changed: Callable[[bool, list[str]], None],
+        halt: threading.Event,
+        interval_s: float = 1.0,
+    ) -> None:
+        super().__init__(name="readiness", daemon=True)
+        self._checks = dict(checks)
+        self._changed = changed
+        self._halt = halt
+        self._interval_s = interval_s
+
+    def run(self) -> None:
+        ready: bool | None = None
+        while not self._halt.is_set():
+            failing = _failing(self._checks)
+            if (not failing) != ready:
+                ready = not failing
+                log.log(
+                    logging.INFO if ready else logging.WARNING,
+                    "event=readiness_changed ready=%s failing=%s",
+                    str(ready).lower(),
+                    ",".join(failing) or "-",
+                )
+                self._changed(ready, failing)
+            self._halt.wait(self._interval_s)
 
 
 def stop_endpoints(running: RunningEndpoints) -> None:

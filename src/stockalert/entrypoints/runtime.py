@@ -24,6 +24,7 @@ from stockalert.adapters.grpc.server import RunningServer
 from stockalert.adapters.sql.migrate import upgrade
 from stockalert.adapters.telemetry import (
     ReadinessCheck,
+    ReadinessWatch,
     RunningEndpoints,
     start_endpoints,
     stop_endpoints,
@@ -167,7 +168,8 @@ def _start_up(bus: MessageBus, commands: Sequence[Command], halt: threading.Even
 def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "") -> None:
     """Run `plan` over `container` until `halt` is set; resources are shut down on the way out
     (producers flushed, connections closed, the gRPC server stopped with a grace period)."""
-    endpoints = _start_endpoints(container, plan)
+    checks = readiness_checks(container, plan)
+    endpoints = _start_endpoints(container, checks)
     try:
         if plan.database is not None and container.core.config.storage() == "sql":
             write = plan.database == "write"
@@ -179,11 +181,16 @@ def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "")
         if not _start_up(bus, plan.startup, halt):
             return
         port = ""
+        threads: list[threading.Thread] = []
         if plan.grpc:
             server = container.grpc_server()
             assert isinstance(server, RunningServer)
             port = f" grpc_port={server.port}"
-        threads: list[threading.Thread] = [Periodic(loop, bus, halt) for loop in plan.loops]
+            if checks:  # health follows the dependencies: NOT_SERVING while one is down
+                threads.append(
+                    ReadinessWatch(checks, lambda ready, _: server.set_serving(ready), halt)
+                )
+        threads += [Periodic(loop, bus, halt) for loop in plan.loops]
         threads += [
             threading.Thread(target=w.target, args=(halt,), name=w.name, daemon=True)
             for w in plan.workers
@@ -211,17 +218,24 @@ def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "")
         log.info("event=stopped role=%s", plan.name)
 
 
-def _start_endpoints(container: Any, plan: Plan) -> RunningEndpoints | None:
-    """/metrics, /healthz and /readyz on STOCKALERT_METRICS_ADDR (when set): up before the
-    database is, so that a role waiting for it is seen alive but not ready."""
-    address = container.config.metrics_addr()
-    if address is None:
-        return None
+def readiness_checks(container: Any, plan: Plan) -> dict[str, ReadinessCheck]:
+    """What the process needs reachable to do its work: its database (when it has one)."""
     checks: dict[str, ReadinessCheck] = {}
     if plan.database is not None and container.core.config.storage() == "sql":
         core = container.core
         engine = core.db_engine if plan.database == "write" else core.read_db_engine
         checks["database"] = lambda: _ping(engine())
+    return checks
+
+
+def _start_endpoints(
+    container: Any, checks: Mapping[str, ReadinessCheck]
+) -> RunningEndpoints | None:
+    """/metrics, /healthz and /readyz on STOCKALERT_METRICS_PORT (when set): up before the
+    database is, so that a role waiting for it is seen alive but not ready."""
+    address = container.config.metrics_addr()
+    if address is None:
+        return None
     metrics = container.core.metrics() if hasattr(container, "core") else container.metrics()
     return start_endpoints(metrics, address, checks)
 

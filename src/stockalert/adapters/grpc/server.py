@@ -35,6 +35,18 @@ class RunningServer:
     server: grpc.Server
     port: int
     health: health.HealthServicer
+    services: tuple[str, ...] = ()  # the full names served, for their health status
+
+    def set_serving(self, serving: bool) -> None:
+        """Health of the server and each service: SERVING, or NOT_SERVING (a dependency such
+        as the database is unreachable; load balancers and probes route around it)."""
+        status = (
+            health_pb2.HealthCheckResponse.SERVING
+            if serving
+            else health_pb2.HealthCheckResponse.NOT_SERVING
+        )
+        for name in ("", *self.services):
+            self.health.set(name, status)
 
 
 def start(
@@ -71,10 +83,10 @@ def start(
     if port == 0:
         raise BindError(f"cannot listen on {address}")
     server.start()
-    for name in ["", *names]:
-        checker.set(name, health_pb2.HealthCheckResponse.SERVING)
+    running = RunningServer(server, port, checker, tuple(names))
+    running.set_serving(True)
     log.info("event=grpc_listening address=%s port=%d services=%s", address, port, ",".join(names))
-    return RunningServer(server, port, checker)
+    return running
 
 
 def stop(running: RunningServer, grace: float = SHUTDOWN_GRACE_S) -> None:
