@@ -42,10 +42,11 @@ test: lint typecheck
 	. .state/services.env && $(BIN)/python -m pytest -n 2 --dist worksteal
 
 lint: install
-	$(BIN)/ruff check src tests bench compose scripts/check-compose
-	$(BIN)/ruff format --check src tests bench compose scripts/check-compose
+	$(BIN)/ruff check src tests bench compose scripts/check-compose scripts/k8s-manifests
+	$(BIN)/ruff format --check src tests bench compose scripts/check-compose scripts/k8s-manifests
 	scripts/gen-protos --check
 	$(BIN)/python scripts/check-compose --config
+	$(BIN)/python scripts/k8s-manifests --check
 
 ## compose/ without Docker: the compose file (also in lint) and the image's install step.
 check-compose: install
