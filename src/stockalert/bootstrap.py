@@ -51,12 +51,14 @@ from stockalert.domain.handlers import (
 from stockalert.domain.messagebus import HandlerSet, MessageBus
 from stockalert.domain.model import RetryPolicy
 from stockalert.domain.ports import (
+    NO_TELEMETRY,
     Clock,
     IdGenerator,
     Mailer,
     PasswordHasher,
     PriceSource,
     ReadModel,
+    Telemetry,
     TokenIssuer,
     UnitOfWork,
 )
@@ -110,26 +112,39 @@ def read_queries(*, read_model: ReadModel) -> HandlerSet:
     )
 
 
-def price_collection(*, source: PriceSource, clock: Clock) -> HandlerSet:
+def price_collection(
+    *, source: PriceSource, clock: Clock, telemetry: Telemetry = NO_TELEMETRY
+) -> HandlerSet:
     """The collection cycle and the storing of new quotes."""
     return HandlerSet(
         commands={
-            CollectPrices: partial(collection.collect_prices, source=source, clock=clock),
+            CollectPrices: partial(
+                collection.collect_prices, source=source, clock=clock, telemetry=telemetry
+            ),
             RecordQuotes: partial(collection.record_quotes, clock=clock),
         }
     )
 
 
-def alert_evaluation(*, alerts: AlertTracker, clock: Clock) -> HandlerSet:
+def alert_evaluation(
+    *, alerts: AlertTracker, clock: Clock, telemetry: Telemetry = NO_TELEMETRY
+) -> HandlerSet:
     """Quotes through the alert engine; the engine's index follows the subscriptions."""
     return HandlerSet(
         commands={
-            ApplyQuotes: partial(alerting.apply_quotes, alerts=alerts, clock=clock),
+            ApplyQuotes: partial(
+                alerting.apply_quotes, alerts=alerts, clock=clock, telemetry=telemetry
+            ),
             LoadAlerts: partial(alerting.load_alerts, alerts=alerts, clock=clock),
             DropAlerts: partial(alerting.drop_alerts, alerts=alerts),
         },
         events={
-            PriceUpdated: [partial(alerting.apply_price_update, alerts=alerts, clock=clock)],
+            PriceUpdated: [
+                partial(
+                    alerting.apply_price_update, alerts=alerts, clock=clock, telemetry=telemetry
+                )
+            ],
+            AlertRaised: [partial(alerting.report_alert, telemetry=telemetry)],
             SubscriptionSet: [partial(alerting.index_subscription, alerts=alerts)],
             SubscriptionRemoved: [partial(alerting.unindex_subscription, alerts=alerts)],
         },
@@ -143,6 +158,7 @@ def notification_delivery(
     retry: RetryPolicy | None = None,
     recipients: Shards | None = None,
     lanes: Sequence[delivery.Lane] = (),
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> HandlerSet:
     """E-mailing: fresh alerts at once, due PENDING ones in passes, each user's in order; to
     every user, or (a notifier instance) to the users of the shards it is assigned."""
@@ -155,6 +171,7 @@ def notification_delivery(
         lanes=tuple(lanes),
         # The lanes' sending, beside the delivery's own (threads: it waits on the network).
         pool=ThreadPoolExecutor(len(lanes), thread_name_prefix="mail-lane") if lanes else None,
+        telemetry=telemetry,
     )
     return HandlerSet(
         commands={
@@ -189,7 +206,13 @@ def outbox_wakeups(*, relay: Wakeable, published: Iterable[type[Event]]) -> Hand
 
 
 def build_bus(
-    *, uow_factory: Callable[[], UnitOfWork], clock: Clock, handler_sets: Iterable[HandlerSet]
+    *,
+    uow_factory: Callable[[], UnitOfWork],
+    clock: Clock,
+    handler_sets: Iterable[HandlerSet],
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> MessageBus:
     """A bus over these handler sets (each command or query type handled once)."""
-    return MessageBus(uow_factory=uow_factory, clock=clock, handler_sets=handler_sets)
+    return MessageBus(
+        uow_factory=uow_factory, clock=clock, handler_sets=handler_sets, telemetry=telemetry
+    )

@@ -47,7 +47,7 @@ from stockalert.adapters.sql.outbox import SqlOutboxStore
 from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
-from stockalert.adapters.telemetry import Metrics
+from stockalert.adapters.telemetry import Metrics, PrometheusTelemetry
 from stockalert.adapters.tokens import JwtTokens
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
@@ -144,6 +144,7 @@ class Core(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIds)
     metrics = providers.Singleton(Metrics, role=config.role)
+    telemetry = providers.Singleton(PrometheusTelemetry, metrics=metrics)
 
     topics = providers.Singleton(topics_of, config.kafka.topics)
     outbox = providers.Selector(
@@ -241,7 +242,7 @@ class Collection(containers.DeclarativeContainer):
         breaker=breaker,
     )
     handlers = providers.Singleton(
-        bootstrap.price_collection, source=price_source, clock=core.clock
+        bootstrap.price_collection, source=price_source, clock=core.clock, telemetry=core.telemetry
     )
 
 
@@ -253,7 +254,9 @@ class Alerting(containers.DeclarativeContainer):
 
     shards = providers.Singleton(Shards.everything)
     tracker = providers.Singleton(AlertTracker, shards=shards)
-    handlers = providers.Singleton(bootstrap.alert_evaluation, alerts=tracker, clock=core.clock)
+    handlers = providers.Singleton(
+        bootstrap.alert_evaluation, alerts=tracker, clock=core.clock, telemetry=core.telemetry
+    )
 
 
 class Delivery(containers.DeclarativeContainer):
@@ -286,6 +289,7 @@ class Delivery(containers.DeclarativeContainer):
         retry=providers.Factory(retry_policy, config.mail_retry),
         recipients=recipients,
         lanes=lanes,
+        telemetry=core.telemetry,
     )
 
 
@@ -357,6 +361,7 @@ def _bus(core: Any, *parts: Any) -> providers.Singleton[Any]:
         uow_factory=core.uow.provider,
         clock=core.clock,
         handler_sets=providers.List(*(part.handlers for part in parts)),
+        telemetry=core.telemetry,
     )
 
 
@@ -419,6 +424,7 @@ def event_consumer(
     revoked: Callable[[frozenset[int]], Command] | None = None,
     follow: bool = False,
     batch: Callable[[Sequence[Event]], tuple[Command | None, list[Event]]] | None = None,
+    metrics: Metrics | None = None,
 ) -> Any:
     """A consumer of `topic` handing each event to the bus (confluent-kafka loads only here);
     partitions assigned and revoked become the commands `assigned` and `revoked` make. With
@@ -443,6 +449,7 @@ def event_consumer(
         on_assign=None if assigned is None else lambda p, n: bus.handle(assigned(p, n)),
         on_revoke=None if revoked is None else lambda p: bus.handle(revoked(p)),
         follow=follow,
+        metrics=metrics,
         handle_batch=None if batch is None else handle_batch,
     )
 
@@ -481,6 +488,7 @@ class AlertSystem(containers.DeclarativeContainer):
         bus=bus,
         dead_letters=messaging.producer,
         dead_letter_topic=core.topics.provided.dead_letter,
+        metrics=core.metrics,
         assigned=providers.Object(LoadAlerts),
         revoked=providers.Object(DropAlerts),
         batch=providers.Object(quotes_batch),
@@ -493,6 +501,7 @@ class AlertSystem(containers.DeclarativeContainer):
         bus=bus,
         dead_letters=messaging.producer,
         dead_letter_topic=core.topics.provided.dead_letter,
+        metrics=core.metrics,
         follow=True,
     )
 
@@ -523,6 +532,7 @@ class Notifier(containers.DeclarativeContainer):
         bus=bus,
         dead_letters=messaging.producer,
         dead_letter_topic=core.topics.provided.dead_letter,
+        metrics=core.metrics,
         assigned=providers.Object(AssignRecipients),
         revoked=providers.Object(RevokeRecipients),
         batch=providers.Object(notifications_batch),

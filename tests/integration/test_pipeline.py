@@ -25,7 +25,8 @@ from tests.integration.kafka_cluster import (
     kafka_bootstrap,
 )
 from tests.integration.pipeline import Pipeline, Scenario
-from tests.processes import kill, log_events, wait_for
+from tests.metrics import scraped
+from tests.processes import free_port, kill, log_events, wait_for
 from tests.smtp_server import SmtpServer
 
 pytestmark = pytest.mark.integration
@@ -58,12 +59,20 @@ def test_random_price_walks_mail_exactly_what_the_reference_engine_predicts(
     assert len(expected) > 20  # the walks do cross
 
     pipeline.seed(scenario)
-    pipeline.start("alert-system")
-    pipeline.start("notifier")
+    metrics = {role: f"127.0.0.1:{free_port()}" for role in ("alert-system", "notifier")}
+    for role, address in metrics.items():
+        pipeline.start(role, STOCKALERT_METRICS_PORT=address)
     pipeline.feed(scenario.steps())
 
     pipeline.settle(expected, timeout=120)
     pipeline.check_exactly_once(expected)
+    # The metrics moved with the work: each crossing counted where it was raised, each
+    # e-mail where it was sent.
+    alerts = scraped(metrics["alert-system"], "stockalert_alerts_total")
+    assert sum(alerts.values()) == len(expected)
+    assert {dict(labels)["role"] for labels in alerts} == {"alert-system"}
+    sent = scraped(metrics["notifier"], "stockalert_notifications_total")
+    assert sent == {(("outcome", "sent"), ("role", "notifier")): len(expected)}
 
 
 CRASH_POINTS = [
@@ -119,8 +128,9 @@ def test_a_poison_message_on_each_topic_goes_to_the_dead_letter_topic_and_roles_
     scenario = walks(4)
     expected = scenario.expected()
     pipeline.seed(scenario)
-    alert_system = pipeline.start("alert-system")
-    notifier = pipeline.start("notifier")
+    metrics = {role: f"127.0.0.1:{free_port()}" for role in ("alert-system", "notifier")}
+    alert_system = pipeline.start("alert-system", STOCKALERT_METRICS_PORT=metrics["alert-system"])
+    notifier = pipeline.start("notifier", STOCKALERT_METRICS_PORT=metrics["notifier"])
     pipeline.wait_assigned(alert_system, notifier)  # the follower reads from its start on
     producer = KafkaProducer(ProducerSettings(bootstrap=kafka, client_id="poison"))
     poison = [
@@ -145,6 +155,19 @@ def test_a_poison_message_on_each_topic_goes_to_the_dead_letter_topic_and_roles_
     )
     assert alert_system.popen.poll() is None
     assert notifier.popen.poll() is None
+    dead = {
+        **scraped(metrics["alert-system"], "stockalert_dead_letters_total"),
+        **scraped(metrics["notifier"], "stockalert_dead_letters_total"),
+    }
+    assert dead == {
+        (("reason", "not_json"), ("role", "alert-system"), ("topic", topics.to_alert_system)): 1,
+        (
+            ("reason", "not_json"),
+            ("role", "alert-system"),
+            ("topic", topics.subscription_changes),
+        ): 1,
+        (("reason", "unknown_version"), ("role", "notifier"), ("topic", topics.to_notifier)): 1,
+    }
 
 
 def test_two_alert_systems_and_two_notifiers_one_of_each_killed_mail_exactly_once(

@@ -6,8 +6,6 @@ the server itself keeps running for the other tests."""
 from __future__ import annotations
 
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from stockalert.adapters.grpc.client import StockAlertClient
 from tests.integration.conftest import mariadb_url, worker_database_url
+from tests.metrics import http_get
 from tests.processes import clean_environ, free_port, spawn, stop, wait_for, wait_until_serving
 from tests.tcp_proxy import TcpProxy
 
@@ -73,13 +72,7 @@ def health(address: str) -> int | None:
 
 
 def readyz(address: str) -> int:
-    try:
-        with urllib.request.urlopen(f"http://{address}/readyz", timeout=5) as answer:
-            return int(answer.status)
-    except urllib.error.HTTPError as err:
-        return err.code
-    except OSError:
-        return 0
+    return http_get(address, "/readyz")[0]
 
 
 def test_health_and_readyz_follow_the_database_down_and_back(

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -33,6 +31,7 @@ from stockalert.domain.model import (
     Side,
     Ticker,
 )
+from tests.metrics import http_get
 from tests.processes import (
     clean_environ,
     free_port,
@@ -99,8 +98,8 @@ def system(tmp_path: Path) -> Iterator[dict[str, Any]]:
         module="stockalert.entrypoints.collector",
     )
     try:
-        wait_until_serving(commands, processes["command-api"], timeout=20)
-        wait_until_serving(queries, processes["query-api"], timeout=20)
+        wait_until_serving(commands, processes["command-api"], timeout=60)
+        wait_until_serving(queries, processes["query-api"], timeout=60)
         yield {
             "env": env,
             "processes": processes,
@@ -192,14 +191,6 @@ def test_each_role_is_its_own_process_and_they_work_together_through_the_databas
         assert "Traceback" not in log, log
         assert "event=collection_cycle" not in log  # routine cycles log at DEBUG only (-v)
     assert sorted(p.name for p in outbox.glob("*.eml")) == [eml.name]
-
-
-def http_get(address: str, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://{address}{path}", timeout=5) as answer:
-            return answer.status, answer.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
 
 
 def grpc_calls(text: str) -> dict[tuple[str, str, str], float]:

@@ -4,6 +4,7 @@ exit 78 and a message naming the variable."""
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -64,6 +65,25 @@ def test_a_role_with_a_missing_or_bad_variable_exits_78_naming_it(
     error = capsys.readouterr().err
     assert "configuration error" in error
     assert message in error
+
+
+def test_a_metrics_port_in_use_stops_the_role_with_exit_78_naming_it(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Two processes on one STOCKALERT_METRICS_PORT: the second says so and stops."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        monkeypatch.setenv("STOCKALERT_DB_URL", "memory://")
+        monkeypatch.setenv("STOCKALERT_AUTH_SECRET", SECRET)
+        monkeypatch.setenv("STOCKALERT_QUERY_ADDR", "127.0.0.1:0")
+        monkeypatch.setenv("STOCKALERT_METRICS_PORT", f"127.0.0.1:{port}")
+
+        assert cli.main(["serve", "query-api"]) == cli.EXIT_CONFIG
+
+    error = capsys.readouterr().err
+    assert f"STOCKALERT_METRICS_PORT: cannot listen on 127.0.0.1:{port}" in error
 
 
 def test_every_variable_the_settings_read_is_explained_for_serve_help() -> None:

@@ -3,17 +3,18 @@ timed, /metrics in the Prometheus text format, /healthz and /readyz."""
 
 from __future__ import annotations
 
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.adapters.grpc.server import RunningServer, start, stop
+from stockalert.adapters.memory.fakes import StaticPriceSource
 from stockalert.adapters.telemetry import Metrics, RunningEndpoints, endpoints
+from stockalert.domain.commands import CollectPrices, RegisterUser, SubscriptionSpec
+from stockalert.domain.model import Quote, Ticker
+from tests.metrics import http_get, samples
 
 PASSWORD = "correct horse battery staple"
 
@@ -31,21 +32,7 @@ def server(container: Any, metrics: Metrics) -> Iterator[RunningServer]:
 
 
 def get(running: RunningEndpoints, path: str) -> tuple[int, str]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{running.port}{path}", timeout=5) as r:
-            return r.status, r.read().decode()
-    except urllib.error.HTTPError as err:
-        return err.code, err.read().decode()
-
-
-def samples(text: str, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """The samples called `name` in a scrape, keyed by their sorted labels."""
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            if sample.name == name:
-                found[tuple(sorted(sample.labels.items()))] = sample.value
-    return found
+    return http_get(f"127.0.0.1:{running.port}", path)
 
 
 def test_grpc_calls_are_counted_by_method_and_code_and_timed(
@@ -93,3 +80,38 @@ def test_healthz_is_alive_and_readyz_names_what_is_not_reachable(metrics: Metric
         database_up = True
         assert get(running, "/readyz") == (200, "ready\n")
         assert get(running, "/nothing")[0] == 404
+
+
+def test_the_pipeline_reports_collection_alerts_deliveries_and_replays(container: Any) -> None:
+    """Through the embedded wiring (in memory): a collection cycle, a crossing, its e-mail
+    and a replayed command each move their series, labelled by the process's role."""
+    source = StaticPriceSource()
+    container.collection.price_source.override(source)
+    bus = container.bus()
+    clock = container.core.clock()
+    register = RegisterUser(
+        "req-1", "ann@example.com", PASSWORD, (SubscriptionSpec("AAPL", high_value=190.0),)
+    )
+    bus.handle(register)
+    bus.handle(register)  # the same request again: replayed
+    source.quotes[Ticker("AAPL")] = Quote(Ticker("AAPL"), 185.0, clock.now())
+    bus.handle(CollectPrices())
+    clock.advance(60)
+    source.quotes[Ticker("AAPL")] = Quote(Ticker("AAPL"), 191.0, clock.now())
+    clock.advance(2)  # collected and delivered two seconds after the quote
+    bus.handle(CollectPrices())
+
+    text = container.core.metrics().exposition().decode()
+    role = ("role", "library")
+    assert samples(text, "stockalert_request_replays_total") == {
+        (("method", "RegisterUser"), role): 1
+    }
+    assert samples(text, "stockalert_quotes_stored_total") == {(role,): 2}
+    assert samples(text, "stockalert_tickers_monitored") == {(role,): 1}
+    assert samples(text, "stockalert_collection_cycle_seconds_count") == {(role,): 2}
+    assert samples(text, "stockalert_quotes_applied_total") == {(role,): 2}
+    assert samples(text, "stockalert_alerts_total") == {
+        (("kind", "CROSSING"), role, ("side", "HIGH")): 1
+    }
+    assert samples(text, "stockalert_notifications_total") == {(("outcome", "sent"), role): 1}
+    assert samples(text, "stockalert_notification_delivery_seconds_sum") == {(role,): 2.0}

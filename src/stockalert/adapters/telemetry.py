@@ -18,18 +18,28 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import attrs
 import grpc
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import generate_latest
+
+from stockalert.adapters.binding import BindError
+from stockalert.domain.model import Notification, NotificationRecord
+from stockalert.domain.views import CollectionReport
 
 log = logging.getLogger(__name__)
 
 # Seconds: from a cached read (~1 ms) to a command waiting on a busy database.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Seconds from the quote's time to the SMTP server's acceptance: the pipeline's latency
+# (sub-second when it flows) up to the retries of an SMTP outage.
+DELIVERY_BUCKETS = (0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+CYCLE_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
+OUTCOMES = {"SENT": "sent", "PENDING": "retried", "FAILED": "failed"}
 
 ReadinessCheck = Callable[[], None]  # raises when the dependency is not reachable
 
@@ -51,6 +61,70 @@ class Metrics:
             "Time to handle a gRPC call, by method.",
             ["role", "method"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.request_replays = Counter(
+            "stockalert_request_replays_total",
+            "Commands whose request id was seen before (their stored reply was returned).",
+            ["role", "method"],
+            registry=self.registry,
+        )
+        self.collection_cycle = Histogram(
+            "stockalert_collection_cycle_seconds",
+            "Duration of a collection cycle (fetch, store, mark).",
+            ["role"],
+            buckets=CYCLE_BUCKETS,
+            registry=self.registry,
+        )
+        self.tickers_monitored = Gauge(
+            "stockalert_tickers_monitored",
+            "Tickers in use at the last collection cycle.",
+            ["role"],
+            registry=self.registry,
+        )
+        self.quotes_stored = Counter(
+            "stockalert_quotes_stored_total",
+            "New quotes stored by the collector.",
+            ["role"],
+            registry=self.registry,
+        )
+        self.fetch_errors = Counter(
+            "stockalert_fetch_errors_total",
+            "Tickers the price source did not price, by kind (unknown ticker, failed fetch).",
+            ["role", "kind"],
+            registry=self.registry,
+        )
+        self.quotes_applied = Counter(
+            "stockalert_quotes_applied_total",
+            "Quotes evaluated by the alert engine.",
+            ["role"],
+            registry=self.registry,
+        )
+        self.alerts = Counter(
+            "stockalert_alerts_total",
+            "Notifications raised (committed PENDING), by side and kind (crossing, reminder).",
+            ["role", "side", "kind"],
+            registry=self.registry,
+        )
+        self.notifications = Counter(
+            "stockalert_notifications_total",
+            "Delivery attempts by outcome: sent, retried (still pending), failed (permanent).",
+            ["role", "outcome"],
+            registry=self.registry,
+        )
+        self.delivery_latency = Histogram(
+            "stockalert_notification_delivery_seconds",
+            "From the quote's time to the SMTP server's acceptance of its e-mail.",
+            ["role"],
+            buckets=DELIVERY_BUCKETS,
+            registry=self.registry,
+        )
+
+        self.dead_letters = Counter(
+            "stockalert_dead_letters_total",
+            "Messages sent to the dead-letter topic, by the topic they came from and why.",
+            ["role", "topic", "reason"],
             registry=self.registry,
         )
 
@@ -100,6 +174,41 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
         )
 
 
+class PrometheusTelemetry:
+    """The domain's Telemetry port, as this process's metrics."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self._m = metrics
+        self._role = metrics.role
+
+    def collected(self, report: CollectionReport, seconds: float) -> None:
+        m, role = self._m, self._role
+        m.collection_cycle.labels(role).observe(seconds)
+        m.tickers_monitored.labels(role).set(report.tickers)
+        m.quotes_stored.labels(role).inc(report.stored)
+        m.fetch_errors.labels(role, "unknown").inc(len(report.unknown))
+        m.fetch_errors.labels(role, "failed").inc(len(report.failed))
+
+    def quotes_applied(self, count: int) -> None:
+        self._m.quotes_applied.labels(self._role).inc(count)
+
+    def alert_raised(self, notification: Notification) -> None:
+        side, kind = notification.side.value, notification.kind.value
+        self._m.alerts.labels(self._role, side, kind).inc()
+
+    def delivery_attempted(self, record: NotificationRecord, at: datetime) -> None:
+        outcome = OUTCOMES.get(record.status.value)
+        if outcome is None:
+            return
+        self._m.notifications.labels(self._role, outcome).inc()
+        if outcome == "sent":
+            latency = (at - record.notification.quoted_at).total_seconds()
+            self._m.delivery_latency.labels(self._role).observe(max(latency, 0.0))
+
+    def request_replayed(self, method: str) -> None:
+        self._m.request_replays.labels(self._role, method).inc()
+
+
 @attrs.frozen
 class RunningEndpoints:
     """The started HTTP server and the port it listens on (useful with port 0)."""
@@ -141,7 +250,10 @@ def start_endpoints(
             pass  # scrapes every few seconds would flood the log
 
     host, _, port = address.rpartition(":")
-    server = ThreadingHTTPServer((host, int(port)), Handler)
+    try:
+        server = ThreadingHTTPServer((host, int(port)), Handler)
+    except OSError as err:
+        raise BindError(f"STOCKALERT_METRICS_PORT: cannot listen on {address}: {err}") from None
     server.daemon_threads = True
     threading.Thread(target=server.serve_forever, name="endpoints", daemon=True).start()
     bound = int(server.server_address[1])

@@ -18,7 +18,7 @@ import attrs
 
 from stockalert.domain.commands import Command, IdempotentCommand
 from stockalert.domain.events import Event
-from stockalert.domain.ports import Clock, UnitOfWork
+from stockalert.domain.ports import NO_TELEMETRY, Clock, Telemetry, UnitOfWork
 from stockalert.domain.queries import Query
 from stockalert.domain.request_ledger import CommandHandler, run_once
 
@@ -64,9 +64,11 @@ class MessageBus:
         uow_factory: Callable[[], UnitOfWork],
         clock: Clock,
         handler_sets: Iterable[HandlerSet],
+        telemetry: Telemetry = NO_TELEMETRY,
     ) -> None:
         self._uow_factory = uow_factory
         self._clock = clock
+        self._telemetry = telemetry
         self._commands: dict[type[Command], CommandHandler] = {}
         self._events: dict[type[Event], list[EventHandler]] = {}
         self._queries: dict[type[Query], QueryHandler] = {}
@@ -94,7 +96,7 @@ class MessageBus:
         uow = self._uow_factory()
         if isinstance(command, IdempotentCommand):
             command.check_session(self._clock.now())  # never stored: see check_session
-            result = run_once(command, handler, uow, self._clock)
+            result = run_once(command, handler, uow, self._clock, self._telemetry)
         else:
             result = handler(command, uow)
         failures = self._dispatch(uow.collect_events())

@@ -25,7 +25,7 @@ from stockalert.domain.model import (
     TickerStatus,
     User,
 )
-from stockalert.domain.views import SubscriptionView
+from stockalert.domain.views import CollectionReport, SubscriptionView
 
 # ----- values exchanged through the ports ---------------------------------------------------
 
@@ -429,3 +429,54 @@ class ReadModel(Protocol):
     def subscriptions_of(self, user_id: str) -> list[SubscriptionView] | None: ...
     def newest_prices(self, ticker: Ticker, count: int) -> Sequence[float]: ...
     def notifications_of(self, user_id: str, limit: int) -> list[NotificationRecord]: ...
+
+
+# ----- telemetry ----------------------------------------------------------------------------
+
+
+class Telemetry(Protocol):
+    """What the domain reports for operators (an adapter exports it as metrics). Each call is
+    cheap and never fails the work it reports on."""
+
+    def collected(self, report: CollectionReport, seconds: float) -> None:
+        """A collection cycle ended: its tickers, quotes stored and failures, its duration."""
+        ...
+
+    def quotes_applied(self, count: int) -> None:
+        """Quotes evaluated by the alert engine (one transaction)."""
+        ...
+
+    def alert_raised(self, notification: Notification) -> None:
+        """A crossing or reminder was committed as a PENDING notification."""
+        ...
+
+    def delivery_attempted(self, record: NotificationRecord, at: datetime) -> None:
+        """A delivery's outcome, as stored: SENT (at `at`), still PENDING (retried later)
+        or FAILED."""
+        ...
+
+    def request_replayed(self, method: str) -> None:
+        """A command's request id was seen before: its stored reply was returned."""
+        ...
+
+
+class NoTelemetry:
+    """Telemetry that reports nowhere (the library's default)."""
+
+    def collected(self, report: CollectionReport, seconds: float) -> None:
+        pass
+
+    def quotes_applied(self, count: int) -> None:
+        pass
+
+    def alert_raised(self, notification: Notification) -> None:
+        pass
+
+    def delivery_attempted(self, record: NotificationRecord, at: datetime) -> None:
+        pass
+
+    def request_replayed(self, method: str) -> None:
+        pass
+
+
+NO_TELEMETRY: Telemetry = NoTelemetry()

@@ -14,7 +14,7 @@ from typing import Any
 from stockalert.domain.commands import IdempotentCommand
 from stockalert.domain.errors import DomainError, InvalidArgument, Unavailable
 from stockalert.domain.model import parse_request_id
-from stockalert.domain.ports import Clock, StoredReply, UnitOfWork
+from stockalert.domain.ports import NO_TELEMETRY, Clock, StoredReply, Telemetry, UnitOfWork
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +34,7 @@ def run_once(
     handler: CommandHandler,
     uow: UnitOfWork,
     clock: Clock,
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> object:
     """Execute `handler` at most once per request key; the reply is stored with the effect.
 
@@ -59,6 +60,7 @@ def run_once(
                         key.method,
                         key.request_id,
                     )
+                    telemetry.request_replayed(key.method)
                     return stored.replay()
                 try:
                     with uow.savepoint():

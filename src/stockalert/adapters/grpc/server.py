@@ -11,6 +11,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from stockalert.adapters.binding import BindError
 from stockalert.adapters.grpc.servicers import CommandServicer, QueryServicer
 from stockalert.adapters.telemetry import Metrics
 from stockalert.api.v1 import stockalert_pb2 as pb
@@ -22,10 +23,6 @@ log = logging.getLogger(__name__)
 COMMAND_SERVICE = pb.DESCRIPTOR.services_by_name["CommandService"].full_name
 QUERY_SERVICE = pb.DESCRIPTOR.services_by_name["QueryService"].full_name
 SHUTDOWN_GRACE_S = 5.0
-
-
-class BindError(RuntimeError):
-    """The server could not listen on the configured address."""
 
 
 @attrs.frozen

@@ -59,7 +59,13 @@ MAX_MESSAGE_BYTES = 64 * 1024  # far above any event; a larger payload is not ou
 
 
 class CodecError(ValueError):
-    """A message that is not a known event; the message says what is wrong."""
+    """A message that is not a known event; the message says what is wrong, `kind` which of
+    a few ways (a bounded metric label): empty, too_large, not_json, unknown_type,
+    unknown_version, invalid_field."""
+
+    def __init__(self, message: str, kind: str = "invalid_field") -> None:
+        super().__init__(message)
+        self.kind = kind
 
 
 # The events other processes must hear of: those `encode` turns into messages (and so those a
@@ -298,15 +304,17 @@ DECODERS: dict[tuple[str, int], Callable[[_Fields], Event]] = {
 def decode(value: bytes | None) -> Event:
     """The event a message carries; CodecError says why it is not one."""
     if value is None:
-        raise CodecError("empty message (a tombstone?)")
+        raise CodecError("empty message (a tombstone?)", "empty")
     if len(value) > MAX_MESSAGE_BYTES:
-        raise CodecError(f"message of {len(value)} bytes, more than {MAX_MESSAGE_BYTES}")
+        raise CodecError(
+            f"message of {len(value)} bytes, more than {MAX_MESSAGE_BYTES}", "too_large"
+        )
     try:
         body = json.loads(value.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        raise CodecError(f"not UTF-8 JSON: {str(err)[:80]}") from None
+        raise CodecError(f"not UTF-8 JSON: {str(err)[:80]}", "not_json") from None
     if not isinstance(body, dict):
-        raise CodecError("not a JSON object")
+        raise CodecError("not a JSON object", "not_json")
     fields = _Fields(body)
     kind = fields.text("type")
     version = fields.integer("version")
@@ -314,8 +322,10 @@ def decode(value: bytes | None) -> Event:
     if decoder is None:
         known = sorted(v for k, v in DECODERS if k == kind)
         if not known:
-            raise CodecError(f"type: unknown event type {kind!r:.40}")
-        raise CodecError(f"version: {kind} version {version} is not known (known: {known})")
+            raise CodecError(f"type: unknown event type {kind!r:.40}", "unknown_type")
+        raise CodecError(
+            f"version: {kind} version {version} is not known (known: {known})", "unknown_version"
+        )
     try:
         return decoder(fields)
     except (TypeError, ValueError) as err:  # e.g. a domain value object's own check

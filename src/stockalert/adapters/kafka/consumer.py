@@ -45,6 +45,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Topic
 from stockalert.adapters.kafka.codec import CodecError, decode
 from stockalert.adapters.kafka.producer import Headers, KafkaProducer
 from stockalert.adapters.outbox import OutboxMessage
+from stockalert.adapters.telemetry import Metrics
 from stockalert.domain.events import Event
 from stockalert.faults import crash_point
 
@@ -114,6 +115,7 @@ class KafkaEventConsumer:
         sleep: Callable[[float], object] | None = None,
         handle_batch: Callable[[Sequence[Event]], None] | None = None,
         batch_size: int = BATCH_SIZE,
+        metrics: Metrics | None = None,
     ) -> None:
         if (on_assign or on_revoke) and len(topics) != 1:
             raise ValueError("partition callbacks need exactly one topic")
@@ -131,6 +133,7 @@ class KafkaEventConsumer:
         self._sleep = sleep or self._pause.wait
         self._retry_s = 1.0
         self._subscribed = False
+        self._metrics = metrics
 
     def start(self) -> None:
         """Join the group (or, a follower, take position at the end of every partition) now
@@ -270,12 +273,12 @@ class KafkaEventConsumer:
 
     def _deal_with(self, messages: list[Message]) -> None:
         events: list[Event] = []
-        poison: list[tuple[Message, str]] = []
+        poison: list[tuple[Message, CodecError]] = []
         for message in messages:
             try:
                 events.append(decode(message.value()))
             except CodecError as err:
-                poison.append((message, str(err)))
+                poison.append((message, err))
         try:
             if events:
                 if self._handle_batch is not None:
@@ -335,7 +338,8 @@ class KafkaEventConsumer:
         self._sleep(self._retry_s)
         self._retry_s = min(self._retry_s * 2, MAX_RETRY_PAUSE_S)
 
-    def _dead_letter(self, message: Message, reason: str) -> bool:
+    def _dead_letter(self, message: Message, error: CodecError) -> bool:
+        reason = str(error)
         headers: Headers = [
             (DLQ_REASON, reason.encode()[:1000]),
             (DLQ_TOPIC, (message.topic() or "").encode()),
@@ -357,6 +361,10 @@ class KafkaEventConsumer:
             message.offset(),
             reason,
         )
+        if self._metrics is not None:
+            self._metrics.dead_letters.labels(
+                self._metrics.role, message.topic() or "", error.kind
+            ).inc()
         return True
 
 

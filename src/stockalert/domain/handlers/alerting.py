@@ -8,22 +8,41 @@ from __future__ import annotations
 
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import ApplyQuotes, DropAlerts, LoadAlerts
-from stockalert.domain.events import PriceUpdated, SubscriptionRemoved, SubscriptionSet
-from stockalert.domain.ports import Clock, UnitOfWork
+from stockalert.domain.events import AlertRaised, PriceUpdated, SubscriptionRemoved, SubscriptionSet
+from stockalert.domain.ports import NO_TELEMETRY, Clock, Telemetry, UnitOfWork
 
 
 def apply_price_update(
-    event: PriceUpdated, uow: UnitOfWork, *, alerts: AlertTracker, clock: Clock
+    event: PriceUpdated,
+    uow: UnitOfWork,
+    *,
+    alerts: AlertTracker,
+    clock: Clock,
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> None:
     """Run the quote through the alert engine; persist changed sides and PENDING
     notifications in one transaction, raise an AlertRaised per notification."""
     alerts.apply(event.quote, uow, clock.now())
+    telemetry.quotes_applied(1)
 
 
-def apply_quotes(cmd: ApplyQuotes, uow: UnitOfWork, *, alerts: AlertTracker, clock: Clock) -> None:
+def apply_quotes(
+    cmd: ApplyQuotes,
+    uow: UnitOfWork,
+    *,
+    alerts: AlertTracker,
+    clock: Clock,
+    telemetry: Telemetry = NO_TELEMETRY,
+) -> None:
     """A batch of quotes read from to-alert-system: `apply_price_update` for each, in order,
     in one transaction."""
     alerts.apply_many(cmd.quotes, uow, clock.now())
+    telemetry.quotes_applied(len(cmd.quotes))
+
+
+def report_alert(event: AlertRaised, uow: UnitOfWork, *, telemetry: Telemetry) -> None:
+    """A committed notification, counted (by side and kind)."""
+    telemetry.alert_raised(event.notification)
 
 
 def index_subscription(event: SubscriptionSet, uow: UnitOfWork, *, alerts: AlertTracker) -> None:

@@ -12,10 +12,12 @@ from stockalert.domain.errors import DomainError
 from stockalert.domain.events import PriceUpdated
 from stockalert.domain.model import Quote, Ticker, TickerStatus, parse_price
 from stockalert.domain.ports import (
+    NO_TELEMETRY,
     Clock,
     FetchFailed,
     PriceResult,
     PriceSource,
+    Telemetry,
     UnitOfWork,
     UnknownTicker,
 )
@@ -61,12 +63,19 @@ def _mark_tickers(
 
 
 def collect_prices(
-    cmd: CollectPrices, uow: UnitOfWork, *, source: PriceSource, clock: Clock
+    cmd: CollectPrices,
+    uow: UnitOfWork,
+    *,
+    source: PriceSource,
+    clock: Clock,
+    telemetry: Telemetry = NO_TELEMETRY,
 ) -> CollectionReport:
     """Fetch every ticker in use in one batch; store and publish the quotes that are new."""
+    started = clock.now()
     with uow:
         tickers = uow.subscriptions.tickers_in_use()
     if not tickers:
+        telemetry.collected(CollectionReport(0, 0), (clock.now() - started).total_seconds())
         return CollectionReport(0, 0)
     results = source.fetch(sorted(tickers, key=lambda t: t.value))
     quotes, unknown, failed = [], [], []
@@ -81,6 +90,7 @@ def collect_prices(
     stored = record_quotes(RecordQuotes(tuple(quotes)), uow, clock=clock)
     _mark_tickers(uow, results, tickers, timedelta(seconds=cmd.stale_after_s), clock.now())
     report = CollectionReport(len(tickers), stored, tuple(sorted(unknown)), tuple(sorted(failed)))
+    telemetry.collected(report, (clock.now() - started).total_seconds())
     # A routine cycle is DEBUG (a terminal running `stockalert run &` stays quiet); what
     # users need to know (a ticker turning UNKNOWN or STALE) has its own line above.
     log.debug(

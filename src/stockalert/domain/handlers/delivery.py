@@ -36,12 +36,14 @@ from stockalert.domain.commands import (
 from stockalert.domain.events import AlertRaised
 from stockalert.domain.model import DeliveryStatus, Notification, NotificationRecord, RetryPolicy
 from stockalert.domain.ports import (
+    NO_TELEMETRY,
     Clock,
     Mailer,
     MailNotAttempted,
     MailOutcome,
     MailPermanentError,
     MailTemporaryError,
+    Telemetry,
     UnitOfWork,
 )
 from stockalert.domain.sharding import Shards, shard_of
@@ -72,6 +74,7 @@ class Delivery:
     recipients: Shards
     lanes: Sequence[Lane] = ()
     pool: Executor | None = None
+    telemetry: Telemetry = NO_TELEMETRY
 
 
 def deliver_notification(event: AlertRaised, uow: UnitOfWork, *, delivery: Delivery) -> None:
@@ -268,10 +271,12 @@ def _deliver(
                 outcomes.append(outcome)
                 # One commit per outcome: a crash after the server accepted a message and
                 # before this commit resends that message only, never a batch.
-                updated = _after_attempt(record, outcome, delivery.clock.now(), delivery.retry)
+                now = delivery.clock.now()
+                updated = _after_attempt(record, outcome, now, delivery.retry)
                 _store(updated, uow)
                 if isinstance(outcome, MailNotAttempted):
                     return outcomes, held, True
+                delivery.telemetry.delivery_attempted(updated, now)
                 if isinstance(outcome, MailTemporaryError):
                     held.add(record.notification.user_id)
                     after = [

@@ -17,8 +17,8 @@ from typing import Any
 import grpc
 
 from stockalert import __version__
+from stockalert.adapters.binding import BindError
 from stockalert.adapters.grpc.client import ApiError
-from stockalert.adapters.grpc.server import BindError
 from stockalert.adapters.replay import ReplayFileError
 from stockalert.entrypoints.cli import client_commands as client
 from stockalert.entrypoints.cli import server_commands as server
