@@ -205,6 +205,13 @@ class Queries(containers.DeclarativeContainer):
     handlers = providers.Singleton(bootstrap.read_queries, read_model=core.read_model)
 
 
+def watched_breaker(metrics: Metrics, **settings: Any) -> CircuitBreaker:
+    """The price source's circuit breaker, its state a metric."""
+    breaker = CircuitBreaker(**settings)
+    metrics.watch_breaker(breaker.name, lambda: breaker.state.value)
+    return breaker
+
+
 class Collection(containers.DeclarativeContainer):
     """The price source behind its circuit breaker, and the collection cycle."""
 
@@ -212,7 +219,8 @@ class Collection(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
 
     breaker = providers.Singleton(
-        CircuitBreaker,
+        watched_breaker,
+        metrics=core.metrics,
         clock=providers.Object(time.monotonic),
         failure_threshold=config.breaker.failures,
         recovery_timeout_s=config.breaker.recovery_s,
@@ -571,11 +579,11 @@ def kafka_administrator(bootstrap: str, client_id: str) -> Any:
     return KafkaAdministrator(bootstrap, client_id)
 
 
-def kafka_administration(admin: Any, topics: Topics) -> HandlerSet:
+def kafka_administration(admin: Any, topics: Topics, metrics: Metrics) -> HandlerSet:
     """The kafka-admin role's handler set."""
     from stockalert.adapters.kafka.admin import administration
 
-    return administration(admin=admin, topics=topics)
+    return administration(admin=admin, topics=topics, metrics=metrics)
 
 
 class NoStorage:
@@ -610,7 +618,9 @@ class KafkaAdmin(containers.DeclarativeContainer):
         bootstrap.build_bus,
         uow_factory=providers.Object(no_storage),
         clock=clock,
-        handler_sets=providers.List(providers.Singleton(kafka_administration, admin, topics)),
+        handler_sets=providers.List(
+            providers.Singleton(kafka_administration, admin, topics, metrics)
+        ),
     )
 
 

@@ -27,6 +27,7 @@ from stockalert.adapters.kafka.consumer import (
 from stockalert.adapters.kafka.producer import KafkaProducer, ProducerSettings
 from stockalert.adapters.kafka.topics import Topics
 from stockalert.adapters.outbox import OutboxMessage
+from stockalert.adapters.telemetry import Metrics
 from stockalert.containers import no_storage
 from stockalert.domain.events import Event, PriceUpdated
 from stockalert.domain.model import Quote, Ticker
@@ -37,6 +38,7 @@ from tests.integration.kafka_cluster import (
     fresh_topics,
     kafka_bootstrap,
 )
+from tests.metrics import samples
 from tests.processes import wait_for
 
 AT = datetime(2026, 1, 5, 14, 30, tzinfo=UTC)
@@ -258,7 +260,12 @@ def test_losing_one_broker_loses_nothing_and_stops_nothing(
 
         assert wait_for(under_replicated, 60, "the dead broker's replicas out of the ISR")
         caplog.set_level(logging.INFO, logger="stockalert.adapters.kafka.admin")
-        check_cluster(CheckCluster(), no_storage(), admin=admin, topics=topics)
+        metrics = Metrics("kafka-admin")
+        check_cluster(CheckCluster(), no_storage(), admin=admin, topics=topics, metrics=metrics)
+        text = metrics.exposition().decode()
+        assert samples(text, "stockalert_kafka_brokers_online") == {(("role", "kafka-admin"),): 2}
+        under = samples(text, "stockalert_kafka_under_replicated_partitions")
+        assert under[(("role", "kafka-admin"), ("topic", topics.to_alert_system))] > 0
         (cluster,) = [
             r.getMessage() for r in caplog.records if "event=kafka_cluster" in r.getMessage()
         ]

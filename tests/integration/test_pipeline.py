@@ -73,6 +73,10 @@ def test_random_price_walks_mail_exactly_what_the_reference_engine_predicts(
     assert {dict(labels)["role"] for labels in alerts} == {"alert-system"}
     sent = scraped(metrics["notifier"], "stockalert_notifications_total")
     assert sent == {(("outcome", "sent"), ("role", "notifier")): len(expected)}
+    for role in ("alert-system", "notifier"):  # everything read: no lag left
+        lag = scraped(metrics[role], "stockalert_consumer_lag_messages")
+        assert lag, role
+        assert set(lag.values()) == {0}, (role, lag)
 
 
 CRASH_POINTS = [

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from stockalert.adapters.breaker import CircuitBreaker
 from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.adapters.grpc.server import RunningServer, start, stop
 from stockalert.adapters.memory.fakes import StaticPriceSource
@@ -115,3 +116,21 @@ def test_the_pipeline_reports_collection_alerts_deliveries_and_replays(container
     }
     assert samples(text, "stockalert_notifications_total") == {(("outcome", "sent"), role): 1}
     assert samples(text, "stockalert_notification_delivery_seconds_sum") == {(role,): 2.0}
+
+
+def test_the_breaker_state_is_read_at_each_scrape(metrics: Metrics) -> None:
+    """closed -> open after three failures -> half_open once the recovery time passed."""
+    now = [0.0]
+    breaker = CircuitBreaker(lambda: now[0], failure_threshold=3, recovery_timeout_s=60)
+    metrics.watch_breaker(breaker.name, lambda: breaker.state.value)
+
+    def states() -> dict[str, float]:
+        found = samples(metrics.exposition().decode(), "stockalert_circuit_breaker_state")
+        return {dict(labels)["state"]: value for labels, value in found.items()}
+
+    assert states() == {"closed": 1, "half_open": 0, "open": 0}
+    for _ in range(3):
+        breaker.record(success=False, duration_s=0.1)
+    assert states() == {"closed": 0, "half_open": 0, "open": 1}
+    now[0] = 61.0
+    assert states() == {"closed": 0, "half_open": 1, "open": 0}

@@ -128,6 +128,46 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.breaker_state = Gauge(
+            "stockalert_circuit_breaker_state",
+            "1 for the breaker's current state (closed, half_open, open), 0 for the others.",
+            ["role", "breaker", "state"],
+            registry=self.registry,
+        )
+        self.consumer_lag = Gauge(
+            "stockalert_consumer_lag_messages",
+            "Messages of a partition this consumer has not read yet (high watermark - position).",
+            ["role", "topic", "partition"],
+            registry=self.registry,
+        )
+        self.kafka_brokers = Gauge(
+            "stockalert_kafka_brokers_online",
+            "Brokers in the cluster's metadata at the last check (kafka-admin).",
+            ["role"],
+            registry=self.registry,
+        )
+        self.kafka_under_replicated = Gauge(
+            "stockalert_kafka_under_replicated_partitions",
+            "Partitions with fewer in-sync replicas than replicas, by topic (kafka-admin).",
+            ["role", "topic"],
+            registry=self.registry,
+        )
+        self.kafka_offline = Gauge(
+            "stockalert_kafka_offline_partitions",
+            "Partitions without a leader, by topic (kafka-admin).",
+            ["role", "topic"],
+            registry=self.registry,
+        )
+
+    def watch_breaker(self, name: str, state: Callable[[], str]) -> None:
+        """The breaker's state, read at each scrape (`state()`: its current state's name)."""
+
+        def is_in(each: str) -> Callable[[], float]:
+            return lambda: 1.0 if state().lower() == each else 0.0
+
+        for each in ("closed", "half_open", "open"):
+            self.breaker_state.labels(self.role, name, each).set_function(is_in(each))
+
     def grpc_interceptor(self) -> grpc.ServerInterceptor:
         """Counts and times every unary call the server handles."""
         return _MetricsInterceptor(self)

@@ -25,6 +25,7 @@ from confluent_kafka.admin import (
 )
 
 from stockalert.adapters.kafka.topics import Topics, TopicSpec
+from stockalert.adapters.telemetry import Metrics
 from stockalert.domain.commands import Command
 from stockalert.domain.messagebus import HandlerSet
 from stockalert.domain.ports import UnitOfWork
@@ -224,12 +225,24 @@ def ensure_topics(
 
 
 def check_cluster(
-    cmd: CheckCluster, uow: UnitOfWork, *, admin: KafkaAdministrator, topics: Topics
+    cmd: CheckCluster,
+    uow: UnitOfWork,
+    *,
+    admin: KafkaAdministrator,
+    topics: Topics,
+    metrics: Metrics | None = None,
 ) -> ClusterHealth:
-    """One structured line for the cluster, one per topic."""
+    """One structured line for the cluster, one per topic; the same as metrics."""
     health = admin.health([s.name for s in topics.specs()])
     under = sum(t.under_replicated for t in health.topics)
     offline = sum(t.offline for t in health.topics)
+    if metrics is not None:
+        metrics.kafka_brokers.labels(metrics.role).set(len(health.brokers))
+        for topic in health.topics:
+            metrics.kafka_under_replicated.labels(metrics.role, topic.name).set(
+                topic.under_replicated
+            )
+            metrics.kafka_offline.labels(metrics.role, topic.name).set(topic.offline)
     level = logging.INFO if not (under or offline or health.missing) else logging.WARNING
     log.log(
         level,
@@ -259,11 +272,13 @@ def check_cluster(
     return health
 
 
-def administration(*, admin: KafkaAdministrator, topics: Topics) -> HandlerSet:
+def administration(
+    *, admin: KafkaAdministrator, topics: Topics, metrics: Metrics | None = None
+) -> HandlerSet:
     """The kafka-admin role's handlers."""
     return HandlerSet(
         commands={
             EnsureTopics: partial(ensure_topics, admin=admin, topics=topics),
-            CheckCluster: partial(check_cluster, admin=admin, topics=topics),
+            CheckCluster: partial(check_cluster, admin=admin, topics=topics, metrics=metrics),
         }
     )

@@ -269,7 +269,28 @@ class KafkaEventConsumer:
                 log.warning("event=kafka_consumer_error error=%r", error.str())
         if readable:
             self._deal_with(readable)
+            if self._metrics is not None:
+                self._report_lag(readable, self._metrics)
         return True
+
+    def _report_lag(self, messages: Sequence[Message], metrics: Metrics) -> None:
+        """Per partition of the batch: what is left to read after it (the high watermark the
+        broker sent with the fetch, minus the next offset)."""
+        last: dict[tuple[str, int], int] = {}
+        for message in messages:
+            topic, partition, offset = message.topic(), message.partition(), message.offset()
+            if topic is not None and partition is not None and offset is not None:
+                last[(topic, partition)] = max(last.get((topic, partition), offset), offset)
+        for (topic, partition), offset in last.items():
+            try:
+                _, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(topic, partition), cached=True
+                )
+            except KafkaException:
+                continue
+            if high >= 0:
+                lag = max(high - (offset + 1), 0)
+                metrics.consumer_lag.labels(metrics.role, topic, str(partition)).set(lag)
 
     def _deal_with(self, messages: list[Message]) -> None:
         events: list[Event] = []
