@@ -47,6 +47,7 @@ lint: install
 	scripts/gen-protos --check
 	$(BIN)/python scripts/check-compose --config
 	$(BIN)/python scripts/k8s-manifests --check
+	scripts/check-prometheus
 
 ## compose/ without Docker: the compose file (also in lint) and the image's install step.
 check-compose: install
