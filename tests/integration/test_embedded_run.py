@@ -16,6 +16,7 @@ from typing import Any
 
 import pytest
 
+from tests.metrics import http_get, scraped
 from tests.processes import (
     clean_environ,
     free_port,
@@ -54,8 +55,9 @@ def write_prices(path: Path) -> Path:
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[dict[str, Any]]:
     """A running `stockalert run` over a replay file, writing e-mails to tmp_path/outbox."""
-    address = f"127.0.0.1:{free_port()}"
+    address, metrics = f"127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}"
     env = clean_environ() | {
+        "STOCKALERT_METRICS_PORT": metrics,
         "STOCKALERT_PRICE_SOURCE": f"replay:{write_prices(tmp_path / 'prices.csv')}",
         "STOCKALERT_COLLECT_INTERVAL": "0.3",
         "STOCKALERT_GRPC_ADDR": address,
@@ -67,7 +69,13 @@ def embedded(tmp_path: Path) -> Iterator[dict[str, Any]]:
     server = spawn_run(env, tmp_path, log, "-v")  # -v: a line per cycle, waited on below
     try:
         wait_until_serving(address, server, timeout=20)
-        yield {"address": address, "server": server, "outbox": tmp_path / "outbox", "log": log}
+        yield {
+            "address": address,
+            "metrics": metrics,
+            "server": server,
+            "outbox": tmp_path / "outbox",
+            "log": log,
+        }
     finally:
         if server.poll() is None:
             server.kill()
@@ -149,6 +157,17 @@ def test_embedded_run_mails_each_crossing_once_and_stops_cleanly_on_sigterm(
         text = plain.get_content()
         assert f"{note['price']:.4f}" in text
         assert f"{note['threshold']:.4f}" in text
+
+    # The embedded run's /metrics counted the same: three crossings raised, three sent.
+    role = ("role", "embedded")
+    assert scraped(embedded["metrics"], "stockalert_alerts_total") == {
+        (("kind", "CROSSING"), role, ("side", "HIGH")): 2,
+        (("kind", "CROSSING"), role, ("side", "LOW")): 1,
+    }
+    assert scraped(embedded["metrics"], "stockalert_notifications_total") == {
+        (("outcome", "sent"), role): 3
+    }
+    assert http_get(embedded["metrics"], "/readyz") == (200, "ready\n")
 
     server: subprocess.Popen[bytes] = embedded["server"]
     server.send_signal(signal.SIGTERM)
