@@ -122,15 +122,25 @@ class KafkaAdministrator:
             time.sleep(0.2)
 
     def configs(self, names: Sequence[str]) -> dict[str, dict[str, str | None]]:
-        """The configuration of each topic, by key."""
+        """The configuration of each topic, by key. A topic created moments ago may be
+        unknown yet to the broker asked (metadata spreads to every broker in moments): that
+        answer is retried until the timeout."""
         resources = [ConfigResource(ResourceType.TOPIC, name) for name in names]
-        futures = self._admin.describe_configs(resources, request_timeout=self._timeout_s)
-        return {
-            resource.name: {
-                key: entry.value for key, entry in future.result(timeout=self._timeout_s).items()
-            }
-            for resource, future in futures.items()
-        }
+        deadline = time.monotonic() + self._timeout_s
+        while True:
+            futures = self._admin.describe_configs(resources, request_timeout=self._timeout_s)
+            try:
+                return {
+                    resource.name: {
+                        key: entry.value
+                        for key, entry in future.result(timeout=self._timeout_s).items()
+                    }
+                    for resource, future in futures.items()
+                }
+            except KafkaException as err:
+                if err.args[0].name() != "UNKNOWN_TOPIC_OR_PART" or time.monotonic() > deadline:
+                    raise
+            time.sleep(0.2)
 
     def _differences(self, specs: Sequence[TopicSpec], metadata: ClusterMetadata) -> list[str]:
         found: list[str] = []
