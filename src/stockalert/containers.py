@@ -637,6 +637,7 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
         "grpc_workers": 8,
         "role": "library",
         "metrics_addr": None,
+        "log_format": "text",
         "collect_interval": 1.0,
         "delivery_interval": 1.0,
         "stale_after_s": 3600.0,

@@ -85,7 +85,9 @@ def system(tmp_path: Path) -> Iterator[dict[str, Any]]:
     }
 
     def role_env(role: str) -> dict[str, str]:
-        return env | {"STOCKALERT_METRICS_PORT": metrics[role]}
+        # The cleaner logs JSON lines (STOCKALERT_LOG_FORMAT), the others key=value text.
+        json_logs = {"STOCKALERT_LOG_FORMAT": "json"} if role == "cleaner" else {}
+        return env | {"STOCKALERT_METRICS_PORT": metrics[role], **json_logs}
 
     processes = {
         role: spawn(role_env(role), tmp_path, logs / f"{role}.log", "serve", role)
@@ -186,6 +188,11 @@ def test_each_role_is_its_own_process_and_they_work_together_through_the_databas
     for role, process in processes.items():
         assert process.wait(timeout=10) == 0, role
         log = (system["logs"] / f"{role}.log").read_text()
+        if role == "cleaner":
+            lines = [json.loads(line) for line in log.splitlines()]  # every line an object
+            events = {(line.get("event"), line.get("role")) for line in lines}
+            assert {("started", role), ("stopped", role)} <= events
+            continue
         assert f"event=started role={role}" in log
         assert f"event=stopped role={role}" in log
         assert "Traceback" not in log, log

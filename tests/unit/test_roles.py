@@ -20,6 +20,7 @@ BROKEN = [
     ("query-api", "STOCKALERT_AUTH_SECRET", None, "STOCKALERT_AUTH_SECRET is required"),
     ("query-api", "STOCKALERT_QUERY_ADDR", "h:99999", "STOCKALERT_QUERY_ADDR='h:99999'"),
     ("query-api", "STOCKALERT_GRPC_WORKERS", "0", "STOCKALERT_GRPC_WORKERS='0' must be a whole"),
+    ("cleaner", "STOCKALERT_LOG_FORMAT", "xml", "STOCKALERT_LOG_FORMAT='xml' must be text or json"),
     ("command-api", "STOCKALERT_GRPC_WORKERS", "1000", "STOCKALERT_GRPC_WORKERS=1000 must be at"),
     ("collector", "STOCKALERT_PRICE_SOURCE", None, "STOCKALERT_PRICE_SOURCE='' must be"),
     ("collector", "STOCKALERT_COLLECT_INTERVAL", "soon", "STOCKALERT_COLLECT_INTERVAL='soon'"),

@@ -18,6 +18,7 @@ VARIABLES = {
     "STOCKALERT_QUERY_ADDR": "where QueryService listens (default 127.0.0.1:50052)",
     "STOCKALERT_GRPC_WORKERS": "threads serving gRPC calls (default 8)",
     "STOCKALERT_METRICS_PORT": "PORT or HOST:PORT of /metrics, /healthz and /readyz (unset: none)",
+    "STOCKALERT_LOG_FORMAT": "text (key=value lines, the default) or json (one object per line)",
     "STOCKALERT_PRICE_SOURCE": "yfinance, yfinance-chart or replay:PATH (required)",
     "STOCKALERT_COLLECT_INTERVAL": "seconds between collection cycles (default 180)",
     "STOCKALERT_STALE_AFTER_S": "a ticker without a new quote this long is STALE (default 3600)",
@@ -63,7 +64,12 @@ VARIABLES = {
     " replaced, its partitions move (default 10000, at least 6000)",
 }
 
-_CORE = ("STOCKALERT_DB_URL", "STOCKALERT_STATE_DIR", "STOCKALERT_METRICS_PORT")
+_CORE = (
+    "STOCKALERT_DB_URL",
+    "STOCKALERT_STATE_DIR",
+    "STOCKALERT_METRICS_PORT",
+    "STOCKALERT_LOG_FORMAT",
+)
 _KAFKA = (
     "STOCKALERT_KAFKA_BOOTSTRAP",
     "STOCKALERT_KAFKA_TOPIC_PREFIX",
@@ -199,6 +205,7 @@ ROLES: dict[str, Role] = {
                 "STOCKALERT_KAFKA_BOOTSTRAP",
                 "STOCKALERT_KAFKA_TOPIC_PREFIX",
                 "STOCKALERT_METRICS_PORT",
+                "STOCKALERT_LOG_FORMAT",
                 "STOCKALERT_KAFKA_PARTITIONS",
                 "STOCKALERT_KAFKA_REPLICATION",
                 "STOCKALERT_KAFKA_MIN_INSYNC",

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
 from stockalert.adapters.grpc.server import RunningServer
+from stockalert.adapters.logs import JsonFormatter
 from stockalert.adapters.sql.migrate import upgrade
 from stockalert.adapters.telemetry import (
     ReadinessCheck,
@@ -37,13 +38,17 @@ log = logging.getLogger("stockalert.run")
 MAX_BACKOFF_S = 30.0
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """One key=value line per event, on stderr."""
+def configure_logging(level: int = logging.INFO, log_format: str = "text") -> None:
+    """One line per event on stderr: key=value text, or a JSON object (`log_format="json"`,
+    STOCKALERT_LOG_FORMAT)."""
     logging.basicConfig(
         level=level,
         format="%(asctime)s level=%(levelname)s logger=%(name)s %(message)s",
         force=True,
     )
+    if log_format == "json":
+        for handler in logging.getLogger().handlers:
+            handler.setFormatter(JsonFormatter())
     # Library warnings (pandas inside yfinance emits many per cycle) become log records at
     # WARNING; the py.warnings logger is raised to ERROR so they do not flood the log.
     logging.captureWarnings(True)
@@ -272,9 +277,11 @@ def main_for(role: str) -> None:
     sys.exit(cli.main(["serve", role, *sys.argv[1:]]))
 
 
-def run_until_signalled(body: Callable[[threading.Event], None], level: int) -> None:
+def run_until_signalled(
+    body: Callable[[threading.Event], None], level: int, log_format: str = "text"
+) -> None:
     """Logging, signal handlers, then `body(stop)`."""
-    configure_logging(level)
+    configure_logging(level, log_format)
     stop = threading.Event()
     install_signal_handlers(stop)
     body(stop)

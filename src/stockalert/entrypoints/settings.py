@@ -251,7 +251,10 @@ def telemetry_config(environ: Mapping[str, str], role: str) -> dict[str, Any]:
     if raw:
         full = raw if ":" in raw else f"0.0.0.0:{raw}"
         address = _address({"STOCKALERT_METRICS_PORT": full}, "STOCKALERT_METRICS_PORT", "")
-    return {"role": role, "metrics_addr": address}
+    log_format = environ.get("STOCKALERT_LOG_FORMAT", "").strip().lower() or "text"
+    if log_format not in ("text", "json"):
+        raise ConfigError(f"STOCKALERT_LOG_FORMAT={log_format!r} must be text or json")
+    return {"role": role, "metrics_addr": address, "log_format": log_format}
 
 
 def retention_config(environ: Mapping[str, str]) -> dict[str, float | int]:

@@ -27,7 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from stockalert.entrypoints.settings import embedded_config
 
     config = embedded_config(os.environ)  # a bad variable exits 78 before anything starts
-    run_until_signalled(lambda stop: run_with(config, stop), log_level(args))
+    run_until_signalled(lambda stop: run_with(config, stop), log_level(args), config["log_format"])
     return 0
 
 
@@ -36,7 +36,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     role = importlib.import_module(ROLES[args.role].module)
     config = role.settings(os.environ)  # a bad variable exits 78 before anything starts
-    run_until_signalled(lambda stop: run_role(role, config, stop), log_level(args))
+    run_until_signalled(
+        lambda stop: run_role(role, config, stop), log_level(args), config["log_format"]
+    )
     return 0
 
 
