@@ -25,7 +25,7 @@ from tests.integration.kafka_cluster import (
     kafka_bootstrap,
 )
 from tests.integration.pipeline import Pipeline, Scenario
-from tests.metrics import scraped
+from tests.metrics import http_get, scraped
 from tests.processes import free_port, kill, log_events, wait_for
 from tests.smtp_server import SmtpServer
 
@@ -73,7 +73,8 @@ def test_random_price_walks_mail_exactly_what_the_reference_engine_predicts(
     assert {dict(labels)["role"] for labels in alerts} == {"alert-system"}
     sent = scraped(metrics["notifier"], "stockalert_notifications_total")
     assert sent == {(("outcome", "sent"), ("role", "notifier")): len(expected)}
-    for role in ("alert-system", "notifier"):  # everything read: no lag left
+    for role in ("alert-system", "notifier"):  # ready (database and Kafka), no lag left
+        assert http_get(metrics[role], "/readyz") == (200, "ready\n"), role
         lag = scraped(metrics[role], "stockalert_consumer_lag_messages")
         assert lag, role
         assert set(lag.values()) == {0}, (role, lag)

@@ -96,3 +96,30 @@ def test_health_and_readyz_follow_the_database_down_and_back(
     # And it works: the pool's cut connections are replaced (a retry at most).
     with StockAlertClient(address) as client:
         assert client.register("back@example.com", "a-long-enough-password").user_id
+
+
+def test_a_notifier_on_kafka_is_not_ready_while_no_broker_answers(tmp_path: Path) -> None:
+    """Its database is there, Kafka is not (nothing listens at the bootstrap address):
+    alive, /readyz 503 naming kafka."""
+    url = worker_database_url(mariadb_url(), "readiness_kafka", fresh=True)
+    metrics = f"127.0.0.1:{free_port()}"
+    env = clean_environ() | {
+        "STOCKALERT_DB_URL": url,
+        "STOCKALERT_KAFKA_BOOTSTRAP": f"127.0.0.1:{free_port()}",  # nobody there
+        "STOCKALERT_OUTBOX_DIR": str(tmp_path / "outbox"),
+        "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
+        "STOCKALERT_METRICS_PORT": metrics,
+    }
+    log = tmp_path / "notifier.log"
+    notifier = spawn(env, tmp_path, log, "serve", "notifier")
+    try:
+        wait_for(lambda: http_get(metrics, "/healthz")[0] == 200, 60, "alive", logs=[log])
+        wait_for(
+            lambda: http_get(metrics, "/readyz") == (503, "not ready: kafka\n"),
+            60,
+            "not ready because of Kafka only",
+            logs=[log],
+        )
+        assert notifier.poll() is None
+    finally:
+        stop(notifier)

@@ -47,7 +47,9 @@ def consume(container: Any) -> Worker:
 def plan(config: Mapping[str, Any], container: Any) -> Plan:
     """The consumers and the outbox relay (notifications to to-notifier)."""
     return Plan(
-        ROLE, workers=[consume(container), *runtime.outbox_relay_workers(config, container)]
+        ROLE,
+        workers=[consume(container), *runtime.outbox_relay_workers(config, container)],
+        needs_kafka=True,
     )
 
 

@@ -29,6 +29,7 @@ def plan(config: Mapping[str, Any], container: Any) -> Plan:
         startup=(EnsureTopics(),),
         loops=[Loop("kafka-admin", (EnsureTopics(), CheckCluster()), interval)],
         database=None,
+        needs_kafka=True,
     )
 
 

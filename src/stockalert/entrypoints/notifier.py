@@ -31,7 +31,8 @@ def plan(config: Mapping[str, Any], container: Any) -> Plan:
     workers = []
     if config["transport"] == "kafka":
         workers.append(Worker("notifications", container.notifications().run))
-    return Plan(ROLE, loops=loops(config), workers=workers)
+    kafka = config["transport"] == "kafka"
+    return Plan(ROLE, loops=loops(config), workers=workers, needs_kafka=kafka)
 
 
 if __name__ == "__main__":

@@ -142,6 +142,9 @@ class Plan:
     # The database this process needs: the write one (migrated at start), the read one, or
     # none at all (kafka-admin).
     database: Literal["write", "read"] | None = "write"
+    # Kafka is needed to work, not only to publish later (the outbox waits): readiness
+    # includes it (the consumers: alert-system, notifier; kafka-admin).
+    needs_kafka: bool = False
 
 
 def _start_up(bus: MessageBus, commands: Sequence[Command], halt: threading.Event) -> bool:
@@ -224,12 +227,17 @@ def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "")
 
 
 def readiness_checks(container: Any, plan: Plan) -> dict[str, ReadinessCheck]:
-    """What the process needs reachable to do its work: its database (when it has one)."""
+    """What the process needs reachable to do its work: its database (when it has one),
+    Kafka (when it consumes)."""
     checks: dict[str, ReadinessCheck] = {}
     if plan.database is not None and container.core.config.storage() == "sql":
         core = container.core
         engine = core.db_engine if plan.database == "write" else core.read_db_engine
         checks["database"] = lambda: _ping(engine())
+    if plan.needs_kafka:
+        from stockalert.adapters.kafka.admin import KafkaProbe  # noqa: PLC0415 - only with Kafka
+
+        checks["kafka"] = KafkaProbe(container.config.kafka.bootstrap()).check
     return checks
 
 

@@ -71,6 +71,25 @@ class ClusterHealth:
     missing: list[str]
 
 
+class KafkaProbe:
+    """Is the cluster reachable? (a readiness check: one metadata request, 2 s at most).
+    The admin client is made at the first check, so a probe costs nothing until used."""
+
+    def __init__(self, bootstrap: str, timeout_s: float = 2.0) -> None:
+        self._bootstrap = bootstrap
+        self._timeout_s = timeout_s
+        self._admin: AdminClient | None = None
+
+    def check(self) -> None:
+        if self._admin is None:
+            self._admin = AdminClient(
+                {"bootstrap.servers": self._bootstrap, "client.id": "stockalert-readiness"}
+            )
+        metadata = self._admin.list_topics(timeout=self._timeout_s)
+        if not metadata.brokers:
+            raise ConnectionError("no broker in the cluster's metadata")
+
+
 class KafkaAdministrator:
     """Kafka's admin API, for the kafka-admin role and the tests."""
 
