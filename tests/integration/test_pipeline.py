@@ -73,6 +73,8 @@ def test_random_price_walks_mail_exactly_what_the_reference_engine_predicts(
     assert {dict(labels)["role"] for labels in alerts} == {"alert-system"}
     sent = scraped(metrics["notifier"], "stockalert_notifications_total")
     assert sent == {(("outcome", "sent"), ("role", "notifier")): len(expected)}
+    pending = scraped(metrics["notifier"], "stockalert_notifications_pending")
+    assert pending == {(("role", "notifier"),): 0}
     for role in ("alert-system", "notifier"):  # ready (database and Kafka), no lag left
         assert http_get(metrics[role], "/readyz") == (200, "ready\n"), role
         lag = scraped(metrics[role], "stockalert_consumer_lag_messages")

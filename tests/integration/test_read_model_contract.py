@@ -14,7 +14,18 @@ from stockalert.adapters.memory.storage import MemoryReadModel, MemoryStore, Mem
 from stockalert.adapters.sql.engine import make_engine
 from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
-from stockalert.domain.model import Email, Quote, Subscription, Ticker, User
+from stockalert.domain.model import (
+    DeliveryStatus,
+    Email,
+    Notification,
+    NotificationKind,
+    NotificationRecord,
+    Quote,
+    Side,
+    Subscription,
+    Ticker,
+    User,
+)
 from stockalert.domain.ports import ReadModel, UnitOfWork
 from tests.integration.conftest import sql_engine_for
 
@@ -105,3 +116,35 @@ def test_a_commit_is_seen_by_the_next_read(
         uow.commit()
     assert read.latest_of_watched("u2") is None
     assert not read.user_exists("u2")
+
+
+def test_pending_notifications_counts_every_users_pending_rows(
+    storage: tuple[Callable[[], UnitOfWork], ReadModel],
+) -> None:
+    new_uow, read = storage
+    seed(new_uow)
+    assert read.pending_notifications() == 0
+
+    def record(n: int, status: DeliveryStatus) -> NotificationRecord:
+        note = Notification(
+            notification_id=f"s1:HIGH:{n}",
+            subscription_id="s1",
+            user_id="u1",
+            email=Email("user1@example.com"),
+            ticker=AAPL,
+            side=Side.HIGH,
+            kind=NotificationKind.CROSSING,
+            price=201.0,
+            threshold=200.0,
+            quoted_at=T0 + timedelta(minutes=n),
+            episode=n,
+        )
+        return NotificationRecord(note, status)
+
+    with new_uow() as uow:
+        uow.notifications.add(record(1, DeliveryStatus.SENT))
+        uow.notifications.add(record(2, DeliveryStatus.PENDING))
+        uow.notifications.add(record(3, DeliveryStatus.PENDING))
+        uow.notifications.add(record(4, DeliveryStatus.FAILED))
+        uow.commit()
+    assert read.pending_notifications() == 2

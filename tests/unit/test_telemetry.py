@@ -13,8 +13,15 @@ from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.adapters.grpc.server import RunningServer, start, stop
 from stockalert.adapters.memory.fakes import StaticPriceSource
 from stockalert.adapters.telemetry import Metrics, RunningEndpoints, endpoints
-from stockalert.domain.commands import CollectPrices, RegisterUser, SubscriptionSpec
+from stockalert.domain.commands import (
+    CollectPrices,
+    RecordQuotes,
+    RegisterUser,
+    RetryPendingNotifications,
+    SubscriptionSpec,
+)
 from stockalert.domain.model import Quote, Ticker
+from stockalert.domain.ports import MailTemporaryError
 from tests.metrics import http_get, samples
 
 PASSWORD = "correct horse battery staple"
@@ -134,3 +141,26 @@ def test_the_breaker_state_is_read_at_each_scrape(metrics: Metrics) -> None:
     assert states() == {"closed": 0, "half_open": 0, "open": 1}
     now[0] = 61.0
     assert states() == {"closed": 0, "half_open": 1, "open": 0}
+
+
+def test_pending_notifications_are_read_at_each_scrape(container: Any) -> None:
+    """A crossing the mailer could not send yet is pending; sent, it is not."""
+    metrics = container.core.metrics()
+    metrics.watch_pending(container.core.read_model().pending_notifications)
+    mailer = container.delivery.mailer()
+    mailer.fail_next(MailTemporaryError("421 try later"))
+    bus = container.bus()
+    bus.handle(RegisterUser("r1", "ann@example.com", PASSWORD, (SubscriptionSpec("AAPL", 190.0),)))
+    clock = container.core.clock()
+    for price in (185.0, 191.0):
+        clock.advance(60)
+        bus.handle(RecordQuotes((Quote(Ticker("AAPL"), price, clock.now()),)))
+
+    def pending() -> float:
+        found = samples(metrics.exposition().decode(), "stockalert_notifications_pending")
+        return found[(("role", "library"),)]
+
+    assert pending() == 1
+    clock.advance(3600)  # past the retry's backoff
+    bus.handle(RetryPendingNotifications())
+    assert pending() == 0

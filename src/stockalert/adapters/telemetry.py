@@ -159,6 +159,24 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.pending = Gauge(
+            "stockalert_notifications_pending",
+            "E-mails still to send (PENDING in the notification ledger), read at each scrape.",
+            ["role"],
+            registry=self.registry,
+        )
+
+    def watch_pending(self, count: Callable[[], int]) -> None:
+        """The ledger's PENDING count, read at each scrape (NaN while it cannot be read)."""
+
+        def read() -> float:
+            try:
+                return float(count())
+            except Exception:  # noqa: BLE001 - the database down must not break /metrics
+                return float("nan")
+
+        self.pending.labels(self.role).set_function(read)
+
     def watch_breaker(self, name: str, state: Callable[[], str]) -> None:
         """The breaker's state, read at each scrape (`state()`: its current state's name)."""
 

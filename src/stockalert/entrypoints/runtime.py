@@ -186,6 +186,10 @@ def serve(container: Any, plan: Plan, halt: threading.Event, describe: str = "")
             if not wait_for_database(engine, halt, migrate=write):
                 return
         bus: MessageBus = container.bus()
+        if hasattr(container, "delivery"):  # the roles that e-mail: what is left to send
+            container.core.metrics().watch_pending(
+                container.core.read_model().pending_notifications
+            )
         if not _start_up(bus, plan.startup, halt):
             return
         port = ""

@@ -22,6 +22,7 @@ from stockalert.domain.commands import RequestKey
 from stockalert.domain.events import Event
 from stockalert.domain.model import (
     ARMED,
+    DeliveryStatus,
     Email,
     NotificationRecord,
     Quote,
@@ -539,6 +540,12 @@ class MemoryReadModel:
     def newest_prices(self, ticker: Ticker, count: int) -> Sequence[float]:
         quotes = self._store.quotes.get(ticker, [])
         return [q.price for q in quotes[-count:]]
+
+    def pending_notifications(self) -> int:
+        with self._store.lock:
+            return sum(
+                r.status is DeliveryStatus.PENDING for r in self._store.notifications.values()
+            )
 
     def notifications_of(self, user_id: str, limit: int) -> list[NotificationRecord]:
         with self._store.lock:

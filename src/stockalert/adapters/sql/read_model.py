@@ -18,6 +18,7 @@ from stockalert.adapters.sql.repositories import (
 from stockalert.domain.errors import Unavailable
 from stockalert.domain.model import (
     ARMED,
+    DeliveryStatus,
     NotificationRecord,
     Quote,
     Side,
@@ -72,6 +73,11 @@ def _watched_latest(one_ticker: bool) -> Select[Any]:
 # Built once: a statement object keeps its cache key, so each call skips rebuilding it.
 WATCHED_LATEST = _watched_latest(one_ticker=False)
 WATCHED_LATEST_ONE = _watched_latest(one_ticker=True)
+PENDING_COUNT = (
+    select(func.count())
+    .select_from(t.notifications)
+    .where(t.notifications.c.status == DeliveryStatus.PENDING.value)
+)
 WATCHED = (
     select(_users.user_id, _subs.ticker)
     .select_from(t.users.outerjoin(t.subscriptions, _subs.user_id == _users.user_id))
@@ -180,6 +186,11 @@ class SqlReadModel:
                     .limit(count)
                 ).scalars()
             )
+
+    @_reads
+    def pending_notifications(self) -> int:
+        with self._engine.connect() as conn:
+            return int(conn.execute(PENDING_COUNT).scalar() or 0)
 
     @_reads
     def notifications_of(self, user_id: str, limit: int) -> list[NotificationRecord]:
