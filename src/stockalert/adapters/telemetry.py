@@ -50,121 +50,112 @@ class Metrics:
     def __init__(self, role: str) -> None:
         self.role = role
         self.registry = CollectorRegistry(auto_describe=True)
-        self.grpc_requests = Counter(
+        self.grpc_requests = self._counter(
             "stockalert_grpc_requests_total",
             "gRPC calls handled, by method and status code.",
-            ["role", "method", "code"],
-            registry=self.registry,
+            ("method", "code"),
         )
-        self.grpc_duration = Histogram(
+        self.grpc_duration = self._histogram(
             "stockalert_grpc_request_duration_seconds",
             "Time to handle a gRPC call, by method.",
-            ["role", "method"],
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            ("method",),
+            LATENCY_BUCKETS,
         )
-
-        self.request_replays = Counter(
+        self.request_replays = self._counter(
             "stockalert_request_replays_total",
             "Commands whose request id was seen before (their stored reply was returned).",
-            ["role", "method"],
-            registry=self.registry,
+            ("method",),
         )
-        self.collection_cycle = Histogram(
+        self.collection_cycle = self._histogram(
             "stockalert_collection_cycle_seconds",
             "Duration of a collection cycle (fetch, store, mark).",
-            ["role"],
-            buckets=CYCLE_BUCKETS,
-            registry=self.registry,
+            (),
+            CYCLE_BUCKETS,
         )
-        self.tickers_monitored = Gauge(
+        self.tickers_monitored = self._gauge(
             "stockalert_tickers_monitored",
             "Tickers in use at the last collection cycle.",
-            ["role"],
-            registry=self.registry,
+            (),
         )
-        self.quotes_stored = Counter(
+        self.quotes_stored = self._counter(
             "stockalert_quotes_stored_total",
             "New quotes stored by the collector.",
-            ["role"],
-            registry=self.registry,
+            (),
         )
-        self.fetch_errors = Counter(
+        self.fetch_errors = self._counter(
             "stockalert_fetch_errors_total",
             "Tickers the price source did not price, by kind (unknown ticker, failed fetch).",
-            ["role", "kind"],
-            registry=self.registry,
+            ("kind",),
         )
-        self.quotes_applied = Counter(
+        self.quotes_applied = self._counter(
             "stockalert_quotes_applied_total",
             "Quotes evaluated by the alert engine.",
-            ["role"],
-            registry=self.registry,
+            (),
         )
-        self.alerts = Counter(
+        self.alerts = self._counter(
             "stockalert_alerts_total",
             "Notifications raised (committed PENDING), by side and kind (crossing, reminder).",
-            ["role", "side", "kind"],
-            registry=self.registry,
+            ("side", "kind"),
         )
-        self.notifications = Counter(
+        self.notifications = self._counter(
             "stockalert_notifications_total",
             "Delivery attempts by outcome: sent, retried (still pending), failed (permanent).",
-            ["role", "outcome"],
-            registry=self.registry,
+            ("outcome",),
         )
-        self.delivery_latency = Histogram(
+        self.delivery_latency = self._histogram(
             "stockalert_notification_delivery_seconds",
             "From the quote's time to the SMTP server's acceptance of its e-mail.",
-            ["role"],
-            buckets=DELIVERY_BUCKETS,
-            registry=self.registry,
+            (),
+            DELIVERY_BUCKETS,
         )
-
-        self.dead_letters = Counter(
+        self.dead_letters = self._counter(
             "stockalert_dead_letters_total",
             "Messages sent to the dead-letter topic, by the topic they came from and why.",
-            ["role", "topic", "reason"],
-            registry=self.registry,
+            ("topic", "reason"),
         )
-
-        self.breaker_state = Gauge(
+        self.breaker_state = self._gauge(
             "stockalert_circuit_breaker_state",
             "1 for the breaker's current state (closed, half_open, open), 0 for the others.",
-            ["role", "breaker", "state"],
-            registry=self.registry,
+            ("breaker", "state"),
         )
-        self.consumer_lag = Gauge(
+        self.consumer_lag = self._gauge(
             "stockalert_consumer_lag_messages",
             "Messages of a partition this consumer has not read yet (high watermark - position).",
-            ["role", "topic", "partition"],
-            registry=self.registry,
+            ("topic", "partition"),
         )
-        self.kafka_brokers = Gauge(
+        self.kafka_brokers = self._gauge(
             "stockalert_kafka_brokers_online",
             "Brokers in the cluster's metadata at the last check (kafka-admin).",
-            ["role"],
-            registry=self.registry,
+            (),
         )
-        self.kafka_under_replicated = Gauge(
+        self.kafka_under_replicated = self._gauge(
             "stockalert_kafka_under_replicated_partitions",
             "Partitions with fewer in-sync replicas than replicas, by topic (kafka-admin).",
-            ["role", "topic"],
-            registry=self.registry,
+            ("topic",),
         )
-        self.kafka_offline = Gauge(
+        self.kafka_offline = self._gauge(
             "stockalert_kafka_offline_partitions",
             "Partitions without a leader, by topic (kafka-admin).",
-            ["role", "topic"],
-            registry=self.registry,
+            ("topic",),
         )
 
-        self.pending = Gauge(
+        self.pending = self._gauge(
             "stockalert_notifications_pending",
             "E-mails still to send (PENDING in the notification ledger), read at each scrape.",
-            ["role"],
-            registry=self.registry,
+            (),
         )
+
+    # Every series has the role label first; the others are the metric's own.
+    def _counter(self, name: str, doc: str, labels: tuple[str, ...]) -> Counter:
+        return Counter(name, doc, ["role", *labels], registry=self.registry)
+
+    def _gauge(self, name: str, doc: str, labels: tuple[str, ...]) -> Gauge:
+        return Gauge(name, doc, ["role", *labels], registry=self.registry)
+
+    def _histogram(
+        self, name: str, doc: str, labels: tuple[str, ...], buckets: tuple[float, ...]
+    ) -> Histogram:
+        return Histogram(name, doc, ["role", *labels], buckets=buckets, registry=self.registry)
 
     def watch_pending(self, count: Callable[[], int]) -> None:
         """The ledger's PENDING count, read at each scrape (NaN while it cannot be read)."""
