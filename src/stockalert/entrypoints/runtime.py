@@ -258,8 +258,20 @@ def _start_endpoints(
 
 
 def _ping(engine: Engine) -> None:
-    with engine.connect() as conn:
-        conn.execute(text("SELECT 1"))
+    """SELECT 1 on a pooled DBAPI connection: no SQLAlchemy transaction, so the SQLite write
+    engine's BEGIN IMMEDIATE (the write lock) is not taken once a second for a check."""
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
+        cursor.close()
+        connection.rollback()  # ends MySQL's implicit transaction; nothing to undo
+    except Exception:
+        connection.invalidate()  # a dead connection must not go back to the pool
+        raise
+    finally:
+        connection.close()
 
 
 def outbox_relay_workers(config: Mapping[str, Any], container: Any) -> list[Worker]:
