@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -114,11 +115,25 @@ def wait_for(
 
 
 def log_events(log: Path, event: str) -> int:
-    """How many lines of a process's log (key=value lines) carry `event=EVENT`."""
+    """How many lines of a process's log carry `event=EVENT` (key=value lines) or
+    `"event": "EVENT"` (STOCKALERT_LOG_FORMAT=json)."""
     if not log.is_file():
         return 0
-    pattern = re.compile(rf"(?:^|\s)event={re.escape(event)}(?:\s|$)", re.MULTILINE)
+    name = re.escape(event)
+    pattern = re.compile(rf'(?:^|\s)event={name}(?:\s|$)|"event": "{name}"', re.MULTILINE)
     return len(pattern.findall(log.read_text(errors="replace")))
+
+
+def log_records(log: Path, event: str) -> list[dict[str, Any]]:
+    """The `event=EVENT` lines of a JSON log (STOCKALERT_LOG_FORMAT=json), as objects; a
+    line that is not a JSON object fails the test (every line must be one)."""
+    found = []
+    for line in log.read_text(errors="replace").splitlines():
+        record = json.loads(line)
+        assert isinstance(record, dict), line
+        if record.get("event") == event:
+            found.append(record)
+    return found
 
 
 def more_events(log: Path, event: str, more: int = 2, timeout: float = 30) -> None:

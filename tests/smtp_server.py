@@ -350,7 +350,8 @@ def smtp_environ(server: SmtpServer, pause_s: float) -> dict[str, str]:
 
 
 def notification_id_of(message_id: str) -> str:
-    """The notification id back from a Message-ID (email_message.message_id: the id with
-    ':' written as '.'; subscription ids are uuid hex, without dots)."""
-    local = message_id.strip().removeprefix("<").split("@", 1)[0]
+    """The notification id back from a Message-ID (mail.message.message_id: the id with
+    ':' written as '.', then '+' and the correlation id; subscription ids are uuid hex,
+    without dots)."""
+    local = message_id.strip().removeprefix("<").split("@", 1)[0].split("+", 1)[0]
     return ":".join(local.rsplit(".", 2))

@@ -113,15 +113,15 @@ def read_queries(*, read_model: ReadModel) -> HandlerSet:
 
 
 def price_collection(
-    *, source: PriceSource, clock: Clock, telemetry: Telemetry = NO_TELEMETRY
+    *, source: PriceSource, clock: Clock, ids: IdGenerator, telemetry: Telemetry = NO_TELEMETRY
 ) -> HandlerSet:
-    """The collection cycle and the storing of new quotes."""
+    """The collection cycle and the storing of new quotes (each given its correlation id)."""
     return HandlerSet(
         commands={
             CollectPrices: partial(
-                collection.collect_prices, source=source, clock=clock, telemetry=telemetry
+                collection.collect_prices, source=source, clock=clock, ids=ids, telemetry=telemetry
             ),
-            RecordQuotes: partial(collection.record_quotes, clock=clock),
+            RecordQuotes: partial(collection.record_quotes, clock=clock, ids=ids),
         }
     )
 

@@ -250,7 +250,11 @@ class Collection(containers.DeclarativeContainer):
         breaker=breaker,
     )
     handlers = providers.Singleton(
-        bootstrap.price_collection, source=price_source, clock=core.clock, telemetry=core.telemetry
+        bootstrap.price_collection,
+        source=price_source,
+        clock=core.clock,
+        ids=core.ids,
+        telemetry=core.telemetry,
     )
 
 

@@ -172,9 +172,12 @@ def test_alerts_raised_while_smtp_is_down_are_mailed_once_when_it_is_back(
     assert ids == Counter(owner.keys()), ids  # exactly one message per notification
     for r in received:
         notification_id = r.message["X-Stockalert-Notification-Id"]
-        # email_message.message_id: the notification id, ':' written as '.'
+        # mail.message.message_id: the notification id, ':' written as '.', then '+' and
+        # the correlation id of the quote that raised it (also in its own header)
         local = notification_id.replace(":", ".")
-        assert r.message["Message-ID"] == f"<{local}@stockalert.invalid>"
+        correlation_id = r.message["X-Stockalert-Correlation-Id"]
+        assert correlation_id, r.message
+        assert r.message["Message-ID"] == f"<{local}+{correlation_id}@stockalert.invalid>"
         assert r.rcpt_tos == (owner[notification_id],)
         assert r.message["To"] == owner[notification_id]
     assert len({r.message["Message-ID"] for r in received}) == COUNT

@@ -9,7 +9,9 @@ MSFT crosses its low, and the 400 users' ticker crosses all at once. Mid-stream 
 is SIGKILLed and restarted; then a broker is SIGKILLed and a second price file crosses
 everything again. The SMTP server must have exactly the e-mails the reference engine
 predicts (one resend at most: the e-mail in flight when the notifier was killed), and every
-role must exit 0 on SIGTERM.
+role must exit 0 on SIGTERM. Every role logs JSON (STOCKALERT_LOG_FORMAT=json), in which one
+correlation id is followed from the collector's line through the alert-system's and the
+notifier's to the delivered e-mail.
 """
 
 from __future__ import annotations
@@ -30,7 +32,16 @@ from stockalert.domain.model import Quote, Subscription, Ticker
 from tests.integration.conftest import mariadb_url, worker_database_url
 from tests.integration.kafka_cluster import cluster_lock, dev_services, kafka_bootstrap
 from tests.integration.pipeline import START, Pipeline, Scenario
-from tests.processes import free_port, kill, log_events, ok, run_cli, wait_for, wait_until_serving
+from tests.processes import (
+    free_port,
+    kill,
+    log_events,
+    log_records,
+    ok,
+    run_cli,
+    wait_for,
+    wait_until_serving,
+)
 from tests.replay import write_replay
 from tests.smtp_server import SmtpServer
 
@@ -73,6 +84,7 @@ def system(tmp_path: Path) -> Iterator[Pipeline]:
             "STOCKALERT_QUERY_ADDR": f"127.0.0.1:{free_port()}",
             "STOCKALERT_COLLECT_INTERVAL": "0.5",
             "XDG_CONFIG_HOME": str(tmp_path / "cli"),
+            "STOCKALERT_LOG_FORMAT": "json",  # every role's lines as JSON objects
         }
         try:
             yield running
@@ -95,6 +107,47 @@ def as_quotes(rows: list[dict[str, float]], first: int) -> list[list[Quote]]:
         [Quote(Ticker(t), p, START + timedelta(minutes=first + n)) for t, p in row.items()]
         for n, row in enumerate(rows)
     ]
+
+
+def records(system: Pipeline, role: str, event: str) -> list[dict[str, Any]]:
+    """The `event` lines of every instance of `role` (their JSON logs)."""
+    return [r for p in system.processes if p.role == role for r in log_records(p.log, event)]
+
+
+def follow_correlation_ids(system: Pipeline) -> None:
+    """One id from the collector's line of the quote that made AAPL cross (191.0) through
+    the alert-system's line of the alert it raised and the notifier's line of its delivery
+    to the e-mail's headers; and the S00 quote's one id in all its 400 alerts and e-mails."""
+    stored = records(system, "collector", "quote_stored")
+    (aapl,) = [r for r in stored if r["ticker"] == "AAPL" and float(r["price"]) == 191.0]
+    correlation_id = aapl["correlation_id"]
+    raised = records(system, "alert-system", "alert_raised")
+    (alert,) = [r for r in raised if r["correlation_id"] == correlation_id]
+    assert (alert["ticker"], alert["side"], alert["kind"]) == ("AAPL", "HIGH", "CROSSING")
+    sent = records(system, "notifier", "notification_sent")
+    deliveries = [r for r in sent if r["correlation_id"] == correlation_id]
+    assert deliveries, f"no notifier line with correlation_id={correlation_id}"
+    assert {r["notification_id"] for r in deliveries} == {alert["notification_id"]}
+    mails = [m.message for m in system.smtp.messages if m.rcpt_tos == (ANN,)]
+    (mail, *again) = [
+        m for m in mails if m["X-Stockalert-Notification-Id"] == alert["notification_id"]
+    ]
+    assert all(m.as_bytes() == mail.as_bytes() for m in again)  # a resend is the same e-mail
+    assert mail["X-Stockalert-Correlation-Id"] == correlation_id
+    assert mail["Message-ID"].endswith(f"+{correlation_id}@stockalert.invalid>")
+
+    s00 = min(  # the first 102.0 crosses (the second, in row 5, is still above)
+        (r for r in stored if r["ticker"] == "S00" and float(r["price"]) == 102.0),
+        key=lambda r: str(r["quoted_at"]),
+    )
+    storm = {r["notification_id"] for r in raised if r["correlation_id"] == s00["correlation_id"]}
+    assert len(storm) == BULK
+    tagged = {
+        m.message["X-Stockalert-Notification-Id"]
+        for m in system.smtp.messages
+        if m.message["X-Stockalert-Correlation-Id"] == s00["correlation_id"]
+    }
+    assert tagged == storm
 
 
 def test_every_role_its_own_process_mails_each_crossing_once_through_kills(
@@ -141,6 +194,7 @@ def test_every_role_its_own_process_mails_each_crossing_once_through_kills(
     assert len(system.smtp.messages) < len(expected_first), "not killed mid-stream"
     roles["notifier"] = system.start("notifier")
     system.settle(expected_first, timeout=DEADLINE_S)
+    follow_correlation_ids(system)
 
     # A broker SIGKILLed; the second price file crosses everything again.
     dev_services("kill-broker", str(KILLED_BROKER))

@@ -165,6 +165,26 @@ def test_quotes_keep_their_quote_time_and_latest_is_the_newest(uow_factory: UowF
         assert uow.tickers.get_many([AAPL, MSFT]) == {AAPL: TickerStatus.ACTIVE}
 
 
+def test_correlation_ids_are_kept_with_quotes_and_notifications(uow_factory: UowFactory) -> None:
+    """A quote's correlation id comes back with the quotes a reload re-applies (newer_than),
+    and a notification's with its ledger record (the retries); none stays none."""
+    uow = uow_factory()
+    tagged = attrs.evolve(note("s1:HIGH:1"), correlation_id="c0ffee-1")
+    with uow:
+        uow.quotes.add(Quote(AAPL, 190.0, T0, correlation_id="c0ffee-1"), T0)
+        uow.quotes.add(Quote(AAPL, 191.0, T0 + timedelta(minutes=1)), T0)
+        uow.notifications.add(NotificationRecord(tagged, DeliveryStatus.PENDING, created_at=T0))
+        uow.notifications.add_new([NotificationRecord(note("s1:HIGH:2"), DeliveryStatus.PENDING)])
+        uow.commit()
+    with uow:
+        assert [q.correlation_id for q in uow.quotes.newer_than(AAPL, None)] == ["c0ffee-1", None]
+        records = uow.notifications.get_many(["s1:HIGH:1", "s1:HIGH:2"])
+        assert records["s1:HIGH:1"].notification.correlation_id == "c0ffee-1"
+        assert records["s1:HIGH:2"].notification.correlation_id is None
+        (pending,) = [r for r in uow.notifications.pending_of("u1", 10) if r.notification == tagged]
+        assert pending.notification.correlation_id == "c0ffee-1"
+
+
 def test_prune_keeps_recent_quotes_and_the_newest_n_of_followed_tickers(
     uow_factory: UowFactory,
 ) -> None:

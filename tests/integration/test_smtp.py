@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+import attrs
 import pytest
 
 from stockalert.adapters.mail.message import build_message, message_id
@@ -136,6 +137,23 @@ def test_the_received_message_has_every_header_and_both_parts(
         assert "AAPL" in part
         assert "101.2500" in part
         assert "100.5000" in part
+    assert "X-Stockalert-Correlation-Id" not in msg  # raised before correlation ids existed
+
+
+def test_the_correlation_id_is_a_header_and_part_of_the_message_id(
+    server: SmtpServer, mailer: SmtpMailer
+) -> None:
+    """The quote's correlation id arrives in X-Stockalert-Correlation-Id and after the '+' of
+    the Message-ID (which stays one per notification: the id is fixed when it is raised)."""
+    sent = attrs.evolve(notification(), correlation_id="9f2c41d07a8b4e35b1f0c2d6e8a7b3e1")
+
+    mailer.send(sent)
+
+    (received,) = server.messages
+    msg = received.message
+    assert msg["X-Stockalert-Correlation-Id"] == "9f2c41d07a8b4e35b1f0c2d6e8a7b3e1"
+    assert msg["Message-ID"] == "<sub1.HIGH.1+9f2c41d07a8b4e35b1f0c2d6e8a7b3e1@stockalert.invalid>"
+    assert msg["X-Stockalert-Notification-Id"] == "sub1:HIGH:1"
 
 
 # ----- connection reuse ----------------------------------------------------------------------

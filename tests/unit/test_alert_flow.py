@@ -3,18 +3,28 @@ re-arming, cooldown, quotes out of order or with invalid prices."""
 
 from __future__ import annotations
 
+import logging
 import math
 
+import attrs
 import pytest
 
+from stockalert.adapters.logs import fields_of
 from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
 from stockalert.adapters.memory.storage import MemoryStore
 from stockalert.domain.commands import RecordQuotes, SubscriptionSpec
 from stockalert.domain.messagebus import MessageBus
-from stockalert.domain.model import SideStatus, Ticker
+from stockalert.domain.model import NotificationKind, SideStatus, Ticker
 from stockalert.domain.queries import GetLatestValue
 from stockalert.domain.views import LatestValue
-from tests.unit.helpers import only_subscription, quote_at, record, register, set_sub
+from tests.unit.helpers import (
+    notifications,
+    only_subscription,
+    quote_at,
+    record,
+    register,
+    set_sub,
+)
 
 
 def test_one_email_per_crossing_and_a_new_one_only_after_rearming(
@@ -115,3 +125,49 @@ def test_skips_quotes_with_invalid_prices_and_counts_the_stored_ones(
     assert stored == 1
     assert [q.price for q in store.quotes[Ticker("AAPL")]] == [101]
     assert len(mailer.sent) == 1
+
+
+def _lines(caplog: pytest.LogCaptureFixture, event: str) -> list[dict[str, object]]:
+    """The fields of the captured `event=NAME` lines."""
+    found = [fields_of(r.getMessage()) for r in caplog.records]
+    return [f for f in found if f is not None and f.get("event") == event]
+
+
+def test_one_correlation_id_follows_a_quote_into_its_log_lines_and_notifications(
+    bus: MessageBus, clock: ManualClock, mailer: MemoryMailer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The stored quote gets an id; the collector's, the alert's and the delivery's log lines
+    and the notification carry it; a later quote (the reminder's) has its own id; a quote
+    that arrives with an id keeps it."""
+    caplog.set_level(logging.INFO, logger="stockalert")
+    user_id = register(bus)
+    set_sub(bus, user_id, "s1", high_value=100, remind_every_s=60)
+
+    record(bus, clock, 1, 101)
+    (stored,) = _lines(caplog, "quote_stored")
+    correlation_id = stored["correlation_id"]
+    assert isinstance(correlation_id, str)
+    assert correlation_id
+    (raised,) = _lines(caplog, "alert_raised")
+    (sent,) = _lines(caplog, "notification_sent")
+    assert raised["correlation_id"] == sent["correlation_id"] == correlation_id
+    assert raised["notification_id"] == sent["notification_id"]
+    assert [n.correlation_id for n in mailer.sent] == [correlation_id]
+    (history,) = notifications(bus, user_id)
+    assert history.notification.correlation_id == correlation_id
+
+    caplog.clear()
+    record(bus, clock, 120, 102)  # still above, a reminder is due: raised by this quote
+    (stored,) = _lines(caplog, "quote_stored")
+    assert stored["correlation_id"] != correlation_id
+    reminder = mailer.sent[-1]
+    assert reminder.kind is NotificationKind.REMINDER
+    assert reminder.correlation_id == stored["correlation_id"]
+
+    record(bus, clock, 200, 90)  # back inside the band: re-armed
+    given = attrs.evolve(quote_at(clock, 300, 103), correlation_id="upstream-trace-1")
+    bus.handle(RecordQuotes((given,)))
+    assert _lines(caplog, "quote_stored")[-1]["correlation_id"] == "upstream-trace-1"
+    crossing = mailer.sent[-1]
+    assert crossing.kind is NotificationKind.CROSSING
+    assert crossing.correlation_id == "upstream-trace-1"

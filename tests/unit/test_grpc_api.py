@@ -437,6 +437,11 @@ def test_list_notifications_lists_the_history_newest_first_as_sent(
         clock.now() + timedelta(minutes=1),
     ]
     assert len({n.notification_id for n in notes}) == 2
+    # each its own quote's correlation id, the one its e-mail went out with
+    mailed = {n.notification_id: n.correlation_id for n in container.delivery.mailer().sent}
+    assert [n.correlation_id for n in notes] == [mailed[n.notification_id] for n in notes]
+    assert len({n.correlation_id for n in notes}) == 2
+    assert all(n.correlation_id for n in notes)
 
 
 def test_a_deferred_notification_shows_its_error_and_next_attempt(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import attrs
 import pytest
 
 from stockalert.adapters.kafka.codec import PUBLISHED, CodecError, decode, encode
@@ -119,3 +120,50 @@ def test_a_nested_field_is_named_with_its_path() -> None:
     body["high"]["status"] = "SLEEPING"
     with pytest.raises(CodecError, match=r"high\.status: unknown value 'SLEEPING'"):
         decode(json.dumps(body).encode())
+
+
+def _correlation_id(event: Event) -> str | None:
+    if isinstance(event, PriceUpdated):
+        return event.quote.correlation_id
+    assert isinstance(event, AlertRaised)
+    return event.notification.correlation_id
+
+
+def test_the_correlation_id_travels_in_price_updated_and_notification() -> None:
+    """The quote's correlation id is in the PriceUpdated and the Notification messages and
+    comes back out of them (it is not part of equality, so it is checked by itself)."""
+    quote = Quote(Ticker("AAPL"), 191.3, AT, correlation_id="9f2c41d07a8b4e35b1f0c2d6e8a7b3e1")
+    note = attrs.evolve(NOTE, correlation_id="9f2c41d07a8b4e35b1f0c2d6e8a7b3e1")
+    for event in (PriceUpdated(quote), AlertRaised(note)):
+        message = encode(event, TOPICS)
+        assert message is not None
+        assert json.loads(message.value)["correlation_id"] == "9f2c41d07a8b4e35b1f0c2d6e8a7b3e1"
+        back = decode(message.value)
+        assert _correlation_id(back) == "9f2c41d07a8b4e35b1f0c2d6e8a7b3e1"
+
+
+@pytest.mark.parametrize("event", [PriceUpdated(Quote(Ticker("AAPL"), 1.5, AT)), AlertRaised(NOTE)])
+def test_a_message_of_the_previous_release_without_a_correlation_id_still_reads(
+    event: Event,
+) -> None:
+    """The field was added to version 1 (optional): a message without it decodes, with None;
+    the previous release's strict decoder ignores a field it does not know."""
+    message = encode(event, TOPICS)
+    assert message is not None
+    body = json.loads(message.value)
+    del body["correlation_id"]
+    back = decode(json.dumps(body).encode())
+    assert back == event
+    assert _correlation_id(back) is None
+
+
+@pytest.mark.parametrize(
+    "bad", ["", "has space", "line\nbreak", "dot.ted", "x" * 65, 42, ["a"]], ids=repr
+)
+def test_a_correlation_id_that_could_not_go_into_a_log_line_or_header_is_refused(
+    bad: object,
+) -> None:
+    """It goes into log lines, an e-mail header and the Message-ID: only [A-Za-z0-9_-]{1,64}."""
+    with pytest.raises(CodecError, match="correlation_id") as excinfo:
+        decode(_price(correlation_id=bad))
+    assert excinfo.value.kind == "invalid_field"

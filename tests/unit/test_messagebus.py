@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from stockalert.adapters.memory.fakes import ManualClock, StaticPriceSource
+from stockalert.adapters.memory.fakes import ManualClock, SequentialIds, StaticPriceSource
 from stockalert.adapters.memory.storage import MemoryStore, MemoryUnitOfWork
 from stockalert.bootstrap import price_collection, retention
 from stockalert.domain.commands import RecordQuotes
@@ -60,7 +60,7 @@ def test_a_command_whose_events_failed_raises_with_its_committed_result() -> Non
         lambda: MemoryUnitOfWork(store),
         clock,
         [
-            price_collection(source=StaticPriceSource(), clock=clock),  # RecordQuotes only
+            price_collection(source=StaticPriceSource(), clock=clock, ids=SequentialIds()),
             HandlerSet(events={PriceUpdated: [failing]}),
         ],
     )

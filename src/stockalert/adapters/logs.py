@@ -1,7 +1,8 @@
 """Log lines as JSON (STOCKALERT_LOG_FORMAT=json), for log pipelines that index fields.
 
 Every line this project logs is `event=NAME key=value ...` (values from %r are Python string
-literals); a JSON line carries those pairs as fields beside time, level and logger. A
+literals); a JSON line carries those pairs as fields beside time, level and logger, their
+values as text (a field keeps one type from line to line), a bare None as null. A
 message that is not such pairs (a library's) goes in `message` whole."""
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ def fields_of(message: str) -> dict[str, Any] | None:
         if message[position : match.start()].strip():
             return None  # words between pairs: not ours
         key, raw = match.group(1), match.group(2)
-        value: Any = raw
+        value: Any = None if raw == "None" else raw  # %r of None: null in JSON
         if raw[:1] in ("'", '"'):
             try:
                 value = ast.literal_eval(raw)

@@ -211,13 +211,32 @@ class Subscription:
         return self.high_value if side is Side.HIGH else self.low_value
 
 
+CORRELATION_ID_LENGTH = 64
+_CORRELATION_ID_RE = re.compile(rf"^[A-Za-z0-9_-]{{1,{CORRELATION_ID_LENGTH}}}\Z")
+
+
+def parse_correlation_id(text: str, field: str = "correlation_id") -> str:
+    """A correlation id as it may appear in a log line, a header and a Message-ID's local
+    part: 1 to 64 letters, digits, `_` or `-` (a uuid's hex, a W3C trace id)."""
+    if not _CORRELATION_ID_RE.match(text):
+        raise InvalidArgument(
+            field, f"must be 1 to {CORRELATION_ID_LENGTH} letters, digits, '_' or '-'"
+        )
+    return text
+
+
 @attrs.frozen
 class Quote:
-    """A price of a ticker at the time the exchange quoted it (not when we fetched it)."""
+    """A price of a ticker at the time the exchange quoted it (not when we fetched it).
+
+    `correlation_id` is given to a quote when it is stored (None before: a fetched quote) and
+    follows it into every notification it raises, every log line about it and the e-mail;
+    it is tracing metadata, not part of the value (equal quotes may differ in it)."""
 
     ticker: Ticker
     price: float = attrs.field(converter=float)
     quoted_at: datetime = attrs.field()
+    correlation_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
 
     @quoted_at.validator
     def _aware(self, _: attrs.Attribute[datetime], value: datetime) -> None:
@@ -270,6 +289,8 @@ class Notification:
     threshold: float
     quoted_at: datetime
     episode: int
+    # The correlation id of the quote that raised it (None: raised before ids existed).
+    correlation_id: str | None = attrs.field(default=None, eq=False, kw_only=True)
 
 
 @attrs.frozen

@@ -131,6 +131,7 @@ def notification_message(record: NotificationRecord) -> pb.Notification:
         status=f"DELIVERY_STATUS_{record.status}",
         attempts=record.attempts,
         last_error=record.last_error or "",
+        correlation_id=note.correlation_id or "",
     )
     if record.sent_at is not None:
         message.sent_at.CopyFrom(timestamp(record.sent_at))

@@ -13,6 +13,7 @@ import logging
 import time
 from collections.abc import Sequence
 from functools import partial
+from typing import Any
 
 import attrs
 from confluent_kafka import KafkaException
@@ -24,6 +25,7 @@ from confluent_kafka.admin import (
     ResourceType,
 )
 
+from stockalert.adapters.kafka import CLIENT_LOG
 from stockalert.adapters.kafka.topics import Topics, TopicSpec
 from stockalert.adapters.telemetry import Metrics
 from stockalert.domain.commands import Command
@@ -82,10 +84,16 @@ class KafkaProbe:
 
     def check(self) -> None:
         if self._admin is None:
-            self._admin = AdminClient(
-                {"bootstrap.servers": self._bootstrap, "client.id": "stockalert-readiness"}
-            )
-        metadata = self._admin.list_topics(timeout=self._timeout_s)
+            config: dict[str, Any] = {
+                "bootstrap.servers": self._bootstrap,
+                "client.id": "stockalert-readiness",
+                "logger": CLIENT_LOG,
+            }
+            self._admin = AdminClient(config)
+        try:
+            metadata = self._admin.list_topics(timeout=self._timeout_s)
+        finally:
+            self._admin.poll(0)  # hands over its log lines
         if not metadata.brokers:
             raise ConnectionError("no broker in the cluster's metadata")
 
@@ -94,7 +102,8 @@ class KafkaAdministrator:
     """Kafka's admin API, for the kafka-admin role and the tests."""
 
     def __init__(self, bootstrap: str, client_id: str = "stockalert-admin", timeout_s: float = 15):
-        self._admin = AdminClient({"bootstrap.servers": bootstrap, "client.id": client_id})
+        config: dict[str, Any] = {"bootstrap.servers": bootstrap, "client.id": client_id}
+        self._admin = AdminClient(config | {"logger": CLIENT_LOG})
         self._timeout_s = timeout_s
 
     def ensure_topics(self, specs: Sequence[TopicSpec]) -> EnsureReport:
@@ -184,6 +193,7 @@ class KafkaAdministrator:
 
     def health(self, names: Sequence[str]) -> ClusterHealth:
         """The cluster as its metadata shows it now."""
+        self._admin.poll(0)  # hands over the log lines queued since the last call
         metadata = self._admin.list_topics(timeout=self._timeout_s)
         topics = []
         for name in names:

@@ -1,7 +1,7 @@
 """Events as Kafka messages: UTF-8 JSON with an explicit type and schema version.
 
     {"type": "PriceUpdated", "version": 1, "ticker": "AAPL", "price": 191.3,
-     "quoted_at": "2026-01-05T14:48:00Z"}
+     "quoted_at": "2026-01-05T14:48:00Z", "correlation_id": "9f2c...e1"}
 
 | event | topic | key | type, version |
 |---|---|---|---|
@@ -17,7 +17,13 @@ Decoding is strict: a payload that is not JSON, lacks a field, has a field of th
 an unknown type or an unknown version raises CodecError naming what is wrong, and the
 consumer sends the message to the dead-letter topic. A new version of a schema gets a new
 decoder here, next to the old one, so that messages written by the previous release still
-read while both run.
+read while both run. An added optional field keeps its version instead: a reader ignores the
+fields it does not know, so the previous release reads the new messages and the new release
+the old ones (that is how `correlation_id` joined PriceUpdated 1 and Notification 1; absent
+or null, it decodes as None).
+
+`correlation_id` is the id the collector gave the quote; it travels in PriceUpdated, then in
+every Notification that quote raised, then in the e-mail's headers.
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ from stockalert.domain.model import (
     SideStatus,
     Subscription,
     Ticker,
+    parse_correlation_id,
     parse_price,
 )
 
@@ -115,6 +122,7 @@ def encode(event: Event, topics: Topics) -> Message | None:
             "ticker": quote.ticker.value,
             "price": quote.price,
             "quoted_at": _time(quote.quoted_at),
+            "correlation_id": quote.correlation_id,
         }
         return Message(
             topics.to_alert_system,
@@ -211,6 +219,17 @@ class _Fields:
             raise CodecError(f"{self._where}{name}: {text!r:.40} has no UTC offset")
         return moment.astimezone(UTC)
 
+    def correlation_id(self) -> str | None:
+        """The optional `correlation_id` (absent or null: None); a present one must be
+        valid, since it goes into log lines and e-mail headers."""
+        value = self._body.get("correlation_id")
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise CodecError(f"{self._where}correlation_id: expected a string, got {value!r:.40}")
+        checked: str = _domain(lambda: parse_correlation_id(value, f"{self._where}correlation_id"))
+        return checked
+
     def choice(self, name: str, allowed: Callable[[str], Any]) -> Any:
         text = self.text(name)
         try:
@@ -236,7 +255,8 @@ def _domain(build: Callable[[], Any]) -> Any:
 def _price_updated(f: _Fields) -> Event:
     ticker = _domain(lambda: Ticker.parse(f.text("ticker")))
     price = _domain(lambda: parse_price(f.required_number("price"), "price"))
-    return PriceUpdated(Quote(ticker, price, f.time("quoted_at")))
+    quoted_at = f.time("quoted_at")
+    return PriceUpdated(Quote(ticker, price, quoted_at, correlation_id=f.correlation_id()))
 
 
 def _side_state(f: _Fields) -> SideState:
@@ -288,6 +308,7 @@ def _notification_v1(f: _Fields) -> Event:
             threshold=f.required_number("threshold"),
             quoted_at=f.time("quoted_at"),
             episode=f.integer("episode"),
+            correlation_id=f.correlation_id(),
         )
     )
 

@@ -42,6 +42,7 @@ from typing import Any
 import attrs
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from stockalert.adapters.kafka import CLIENT_LOG
 from stockalert.adapters.kafka.codec import CodecError, decode
 from stockalert.adapters.kafka.producer import Headers, KafkaProducer
 from stockalert.adapters.outbox import OutboxMessage
@@ -84,6 +85,7 @@ def consumer_config(settings: ConsumerSettings) -> dict[str, Any]:
         "bootstrap.servers": settings.bootstrap,
         "group.id": settings.group_id,
         "client.id": settings.client_id,
+        "logger": CLIENT_LOG,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
         "session.timeout.ms": settings.session_timeout_ms,

@@ -16,6 +16,7 @@ from typing import Any
 import attrs
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from stockalert.adapters.kafka import CLIENT_LOG
 from stockalert.adapters.outbox import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -54,6 +55,7 @@ def producer_config(settings: ProducerSettings) -> dict[str, Any]:
     return {
         "bootstrap.servers": settings.bootstrap,
         "client.id": settings.client_id,
+        "logger": CLIENT_LOG,
         "enable.idempotence": True,  # implies acks=all, retries, max 5 in flight, in order
         "acks": "all",
         # CRC-32 of the key mod the partition count: the partition of a ticker or a user is

@@ -24,6 +24,7 @@ from typing import Protocol
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 
+from stockalert.adapters.kafka import CLIENT_LOG
 from stockalert.adapters.kafka.producer import Delivered, Headers, KafkaProducer
 from stockalert.adapters.outbox import Checkpoints, OutboxRow, OutboxStore
 from stockalert.faults import crash_point
@@ -172,6 +173,7 @@ class KafkaOutboxLog:
         return Consumer(
             {
                 "bootstrap.servers": self._bootstrap,
+                "logger": CLIENT_LOG,
                 # Never joins the group nor commits: it only reads partitions it assigns.
                 "group.id": "stockalert-outbox-relay-reader",
                 "enable.auto.commit": False,

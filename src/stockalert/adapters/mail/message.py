@@ -54,8 +54,13 @@ BOUNDARY = "=_stockalert-alternative_="
 
 
 def message_id(notification: Notification) -> str:
-    """`Message-ID` derived from the notification id: a resent alert is the same message."""
+    """`Message-ID` derived from the notification id (':' written as '.') and, after a '+',
+    its quote's correlation id; both are fixed when the notification is raised, so a resent
+    alert is the same message, and the correlation id is in the one header every mail tool
+    shows and keeps."""
     local = notification.notification_id.replace(":", ".")
+    if notification.correlation_id is not None:
+        local = f"{local}+{notification.correlation_id}"
     return f"<{local}@stockalert.invalid>"
 
 
@@ -129,6 +134,8 @@ def build_message(notification: Notification, sender: str = DEFAULT_SENDER) -> E
     message["Message-ID"] = message_id(notification)
     message["Auto-Submitted"] = "auto-generated"
     message["X-Stockalert-Notification-Id"] = notification.notification_id
+    if notification.correlation_id is not None:
+        message["X-Stockalert-Correlation-Id"] = notification.correlation_id
     text, html = body(notification), html_body(notification)
     if BOUNDARY in text or BOUNDARY in html:
         raise ValueError("the message text contains the MIME boundary")

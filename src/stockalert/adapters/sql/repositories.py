@@ -137,6 +137,7 @@ def record_from_row(row: Any) -> NotificationRecord:
             threshold=row.threshold,
             quoted_at=row.quoted_at,
             episode=row.episode,
+            correlation_id=row.correlation_id,
         ),
         status=DeliveryStatus(row.status),
         attempts=row.attempts,
@@ -436,13 +437,15 @@ class SqlQuoteRepository(_Repo):
         return None if row is None else Quote(ticker, row.price, row.quoted_at)
 
     def newer_than(self, ticker: Ticker, after: datetime | None) -> list[Quote]:
-        query = select(t.quotes.c.price, t.quotes.c.quoted_at).where(
-            t.quotes.c.ticker == ticker.value
-        )
+        q = t.quotes.c
+        query = select(q.price, q.quoted_at, q.correlation_id).where(q.ticker == ticker.value)
         if after is not None:
-            query = query.where(t.quotes.c.quoted_at > after)
-        rows = self._conn().execute(query.order_by(t.quotes.c.quoted_at))
-        return [Quote(ticker, row.price, row.quoted_at) for row in rows]
+            query = query.where(q.quoted_at > after)
+        rows = self._conn().execute(query.order_by(q.quoted_at))
+        return [
+            Quote(ticker, row.price, row.quoted_at, correlation_id=row.correlation_id)
+            for row in rows
+        ]
 
     def latest_many(self, tickers: Collection[Ticker]) -> dict[Ticker, Quote]:
         q = t.quotes.c
@@ -505,6 +508,7 @@ class SqlQuoteRepository(_Repo):
                 price=quote.price,
                 quoted_at=quote.quoted_at,
                 collected_at=collected_at,
+                correlation_id=quote.correlation_id,
             )
         )
 
@@ -708,6 +712,7 @@ def _record_values(record: NotificationRecord) -> dict[str, Any]:
         "threshold": note.threshold,
         "quoted_at": note.quoted_at,
         "episode": note.episode,
+        "correlation_id": note.correlation_id,
         "status": record.status.value,
         "attempts": record.attempts,
         "last_error": None if record.last_error is None else record.last_error[:1000],

@@ -28,6 +28,8 @@ from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.types import TypeDecorator
 
+from stockalert.domain.model import CORRELATION_ID_LENGTH
+
 metadata = MetaData(
     naming_convention={
         "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -130,6 +132,7 @@ quotes = Table(
     Column("price", Double(), nullable=False),
     Column("quoted_at", UtcDateTime(), nullable=False),
     Column("collected_at", UtcDateTime(), nullable=False),
+    Column("correlation_id", String(CORRELATION_ID_LENGTH), nullable=True),  # NULL: before 0006
     UniqueConstraint("ticker", "quoted_at"),  # also the (ticker, quoted_at) lookup index
 )
 
@@ -153,6 +156,7 @@ notifications = Table(
     Column("created_at", UtcDateTime(), nullable=True),
     Column("sent_at", UtcDateTime(), nullable=True),
     Column("next_attempt_at", UtcDateTime(), nullable=True),  # PENDING: when due (NULL: now)
+    Column("correlation_id", String(CORRELATION_ID_LENGTH), nullable=True),  # its quote's
     Index(None, "user_id", "quoted_at"),
     Index(None, "status", "next_attempt_at"),
 )

@@ -232,7 +232,7 @@ class ListNotificationsRequest(_message.Message):
     def __init__(self, limit: _Optional[int] = ...) -> None: ...
 
 class Notification(_message.Message):
-    __slots__ = ("notification_id", "ticker", "side", "kind", "price", "threshold", "quoted_at", "status", "attempts", "last_error", "sent_at", "next_attempt_at")
+    __slots__ = ("notification_id", "ticker", "side", "kind", "price", "threshold", "quoted_at", "status", "attempts", "last_error", "sent_at", "next_attempt_at", "correlation_id")
     NOTIFICATION_ID_FIELD_NUMBER: _ClassVar[int]
     TICKER_FIELD_NUMBER: _ClassVar[int]
     SIDE_FIELD_NUMBER: _ClassVar[int]
@@ -245,6 +245,7 @@ class Notification(_message.Message):
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     SENT_AT_FIELD_NUMBER: _ClassVar[int]
     NEXT_ATTEMPT_AT_FIELD_NUMBER: _ClassVar[int]
+    CORRELATION_ID_FIELD_NUMBER: _ClassVar[int]
     notification_id: str
     ticker: str
     side: Side
@@ -257,7 +258,8 @@ class Notification(_message.Message):
     last_error: str
     sent_at: _timestamp_pb2.Timestamp
     next_attempt_at: _timestamp_pb2.Timestamp
-    def __init__(self, notification_id: _Optional[str] = ..., ticker: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., kind: _Optional[_Union[NotificationKind, str]] = ..., price: _Optional[float] = ..., threshold: _Optional[float] = ..., quoted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[DeliveryStatus, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    correlation_id: str
+    def __init__(self, notification_id: _Optional[str] = ..., ticker: _Optional[str] = ..., side: _Optional[_Union[Side, str]] = ..., kind: _Optional[_Union[NotificationKind, str]] = ..., price: _Optional[float] = ..., threshold: _Optional[float] = ..., quoted_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., status: _Optional[_Union[DeliveryStatus, str]] = ..., attempts: _Optional[int] = ..., last_error: _Optional[str] = ..., sent_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., next_attempt_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., correlation_id: _Optional[str] = ...) -> None: ...
 
 class ListNotificationsReply(_message.Message):
     __slots__ = ("notifications",)

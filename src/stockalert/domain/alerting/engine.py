@@ -398,6 +398,7 @@ class AlertEngine:
                     entry.threshold,
                     quote.quoted_at,
                     entry.episode,
+                    correlation_id=quote.correlation_id,
                 )
             )
         fired.update(to_fired)
@@ -438,6 +439,7 @@ class AlertEngine:
                         entry.threshold,
                         quote.quoted_at,
                         entry.episode,
+                        correlation_id=quote.correlation_id,
                     )
                 )
         book.refresh_bounds()

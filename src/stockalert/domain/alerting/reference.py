@@ -106,4 +106,5 @@ def _notification(
         threshold=threshold,
         quoted_at=quote.quoted_at,
         episode=state.episode,
+        correlation_id=quote.correlation_id,
     )

@@ -6,10 +6,14 @@ The crossing itself is detected in `domain/alerting/engine.py` (semantics in `ru
 
 from __future__ import annotations
 
+import logging
+
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import ApplyQuotes, DropAlerts, LoadAlerts
 from stockalert.domain.events import AlertRaised, PriceUpdated, SubscriptionRemoved, SubscriptionSet
 from stockalert.domain.ports import NO_TELEMETRY, Clock, Telemetry, UnitOfWork
+
+log = logging.getLogger(__name__)
 
 
 def apply_price_update(
@@ -41,8 +45,22 @@ def apply_quotes(
 
 
 def report_alert(event: AlertRaised, uow: UnitOfWork, *, telemetry: Telemetry) -> None:
-    """A committed notification, counted (by side and kind)."""
-    telemetry.alert_raised(event.notification)
+    """A committed notification, logged with its quote's correlation id and counted (by side
+    and kind)."""
+    note = event.notification
+    log.info(
+        "event=alert_raised notification_id=%s kind=%s ticker=%s side=%s price=%s threshold=%s "
+        "quoted_at=%s correlation_id=%s",
+        note.notification_id,
+        note.kind,
+        note.ticker,
+        note.side,
+        note.price,
+        note.threshold,
+        note.quoted_at.isoformat(),
+        note.correlation_id or "-",
+    )
+    telemetry.alert_raised(note)
 
 
 def index_subscription(event: SubscriptionSet, uow: UnitOfWork, *, alerts: AlertTracker) -> None:

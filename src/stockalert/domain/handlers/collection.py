@@ -7,6 +7,8 @@ import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
+import attrs
+
 from stockalert.domain.commands import CollectPrices, RecordQuotes
 from stockalert.domain.errors import DomainError
 from stockalert.domain.events import PriceUpdated
@@ -15,6 +17,7 @@ from stockalert.domain.ports import (
     NO_TELEMETRY,
     Clock,
     FetchFailed,
+    IdGenerator,
     PriceResult,
     PriceSource,
     Telemetry,
@@ -68,6 +71,7 @@ def collect_prices(
     *,
     source: PriceSource,
     clock: Clock,
+    ids: IdGenerator,
     telemetry: Telemetry = NO_TELEMETRY,
 ) -> CollectionReport:
     """Fetch every ticker in use in one batch; store and publish the quotes that are new."""
@@ -87,7 +91,7 @@ def collect_prices(
             unknown.append(ticker.value)
         else:
             failed.append(ticker.value)
-    stored = record_quotes(RecordQuotes(tuple(quotes)), uow, clock=clock)
+    stored = record_quotes(RecordQuotes(tuple(quotes)), uow, clock=clock, ids=ids)
     _mark_tickers(uow, results, tickers, timedelta(seconds=cmd.stale_after_s), clock.now())
     report = CollectionReport(len(tickers), stored, tuple(sorted(unknown)), tuple(sorted(failed)))
     telemetry.collected(report, (clock.now() - started).total_seconds())
@@ -103,27 +107,39 @@ def collect_prices(
     return report
 
 
-def record_quotes(cmd: RecordQuotes, uow: UnitOfWork, *, clock: Clock) -> int:
-    """Store the quotes newer than the newest stored per ticker; returns how many."""
-    stored = 0
+def record_quotes(cmd: RecordQuotes, uow: UnitOfWork, *, clock: Clock, ids: IdGenerator) -> int:
+    """Store the quotes newer than the newest stored per ticker, each with a correlation id
+    (a new one, unless the quote came with one); returns how many."""
+    stored: list[Quote] = []
     with uow:
         collected_at = clock.now()
         latest = {
             t: q.quoted_at
             for t, q in uow.quotes.latest_many({q.ticker for q in cmd.quotes}).items()
         }
-        for quote in sorted(cmd.quotes, key=lambda q: q.quoted_at):
+        for fetched in sorted(cmd.quotes, key=lambda q: q.quoted_at):
             try:
-                parse_price(quote.price, "price")
+                parse_price(fetched.price, "price")
             except DomainError as err:
-                log.warning("event=quote_rejected ticker=%s reason=%r", quote.ticker, err.message)
+                log.warning("event=quote_rejected ticker=%s reason=%r", fetched.ticker, err.message)
                 continue
-            newest = latest.get(quote.ticker)
-            if newest is not None and quote.quoted_at <= newest:
+            newest = latest.get(fetched.ticker)
+            if newest is not None and fetched.quoted_at <= newest:
                 continue
-            latest[quote.ticker] = quote.quoted_at
+            latest[fetched.ticker] = fetched.quoted_at
+            quote = fetched
+            if quote.correlation_id is None:
+                quote = attrs.evolve(fetched, correlation_id=ids.new_id())
             uow.quotes.add(quote, collected_at)
             uow.record(PriceUpdated(quote))
-            stored += 1
+            stored.append(quote)
         uow.commit()
-    return stored
+    for quote in stored:  # the first line of each quote's correlation id: where it starts
+        log.info(
+            "event=quote_stored ticker=%s price=%s quoted_at=%s correlation_id=%s",
+            quote.ticker,
+            quote.price,
+            quote.quoted_at.isoformat(),
+            quote.correlation_id,
+        )
+    return len(stored)

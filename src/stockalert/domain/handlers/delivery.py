@@ -311,7 +311,7 @@ def _after_attempt(
     log.log(
         logging.INFO if status is DeliveryStatus.SENT else logging.WARNING,
         "event=notification_%s notification_id=%s to=%s ticker=%s side=%s attempts=%d "
-        "error=%r next_attempt_at=%s",
+        "error=%r next_attempt_at=%s correlation_id=%s",
         {"SENT": "sent", "PENDING": "deferred", "FAILED": "failed"}[status.value],
         notification.notification_id,
         notification.email,
@@ -320,6 +320,7 @@ def _after_attempt(
         attempts,
         error,
         next_at.isoformat() if next_at else "-",
+        notification.correlation_id or "-",
     )
     return attrs.evolve(
         record,
