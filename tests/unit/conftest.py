@@ -9,6 +9,9 @@ from typing import TYPE_CHECKING, Any, cast
 import pytest
 
 if TYPE_CHECKING:
+    import grpc
+
+    from stockalert.adapters.grpc.server import RunningServer
     from stockalert.adapters.memory.fakes import ManualClock, MemoryMailer
     from stockalert.adapters.memory.storage import MemoryStore
     from stockalert.domain.messagebus import MessageBus
@@ -50,3 +53,26 @@ def clock(container: Any) -> ManualClock:
 @pytest.fixture
 def store(container: Any) -> MemoryStore:
     return cast("MemoryStore", container.core.store())
+
+
+@pytest.fixture
+def server(container: Any) -> Iterator[RunningServer]:
+    """A real gRPC server on an ephemeral port over the test container's bus and clock."""
+    from stockalert.adapters.grpc.server import start, stop
+
+    running = start(container.bus(), "127.0.0.1:0")
+    yield running
+    stop(running, grace=0)
+
+
+@pytest.fixture
+def address(server: RunningServer) -> str:
+    return f"127.0.0.1:{server.port}"
+
+
+@pytest.fixture
+def channel(address: str) -> Iterator[grpc.Channel]:
+    import grpc
+
+    with grpc.insecure_channel(address) as chan:
+        yield chan

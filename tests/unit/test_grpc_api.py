@@ -40,25 +40,6 @@ OTHER_SECRET = "another-secret-that-is-long-enough-xxxxxxxx"  # not the server's
 
 
 @pytest.fixture
-def server(container: Any) -> Iterator[RunningServer]:
-    """A real gRPC server on an ephemeral port over the test container's bus and clock."""
-    running = start(container.bus(), "127.0.0.1:0")
-    yield running
-    stop(running, grace=0)
-
-
-@pytest.fixture
-def address(server: RunningServer) -> str:
-    return f"127.0.0.1:{server.port}"
-
-
-@pytest.fixture
-def channel(address: str) -> Iterator[grpc.Channel]:
-    with grpc.insecure_channel(address) as chan:
-        yield chan
-
-
-@pytest.fixture
 def commands(channel: grpc.Channel) -> pb_grpc.CommandServiceStub:
     return pb_grpc.CommandServiceStub(channel)
 

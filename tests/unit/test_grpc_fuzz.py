@@ -49,7 +49,7 @@ ALLOWED = {
 }
 # What an INVALID_ARGUMENT message starts with: the name of the offending field.
 FIELD_PREFIX = re.compile(
-    r"^(request_id|email|password|ticker|high_value|low_value|rearm_percent|cooldown_s"
+    r"^(request|request_id|email|password|ticker|high_value|low_value|rearm_percent|cooldown_s"
     r"|remind_every_s|clear_high_value|clear_low_value|count|limit"
     r"|subscriptions\[\d+\]\.(ticker|high_value|low_value|rearm_percent)): "
 )
@@ -78,6 +78,7 @@ class World:
     commands: pb_grpc.CommandServiceStub
     queries: pb_grpc.QueryServiceStub
     emails: Iterator[int] = attrs.Factory(lambda: itertools.count(1))
+    channel: grpc.Channel | None = None
 
     def new_user(self, *specs: Spec) -> tuple[str, list[tuple[str, str]]]:
         """A fresh user with these subscriptions (set up off the wire), id and bearer metadata."""
@@ -108,6 +109,7 @@ def world() -> Iterator[World]:
         clock,
         pb_grpc.CommandServiceStub(channel),
         pb_grpc.QueryServiceStub(channel),
+        channel=channel,
     )
     channel.close()
     stop(running, grace=0)
@@ -533,3 +535,33 @@ def test_a_random_authorization_value_is_always_unauthenticated(
 
     assert code == grpc.StatusCode.UNAUTHENTICATED, f"{name}: {code}: {details}"
     assert world.snapshot() == before
+
+
+METHODS = [
+    (service.full_name, method.name)
+    for service in (pb.DESCRIPTOR.services_by_name[n] for n in ("CommandService", "QueryService"))
+    for method in service.methods
+]
+
+
+@FUZZ
+@given(method=st.sampled_from(METHODS), frame=st.binary(max_size=600), token=st.booleans())
+def test_a_raw_byte_frame_never_gets_unknown_or_internal(
+    world: World, method: tuple[str, str], frame: bytes, token: bool
+) -> None:
+    """Any bytes as the request of any method, with or without a valid token: an answer or a
+    documented code (INVALID_ARGUMENT naming `request` when the bytes are not the method's
+    message), never UNKNOWN or INTERNAL; a failed call leaves everything as it was."""
+    assert world.channel is not None
+    metadata = world.new_user()[1] if token else []
+    service, name = method
+    call: grpc.UnaryUnaryMultiCallable[bytes, bytes] = world.channel.unary_unary(
+        f"/{service}/{name}"
+    )
+    before = world.snapshot()
+
+    _, code, details = outcome(lambda: call(frame, metadata=tuple(metadata), timeout=10))
+
+    if code is not None:
+        check_failure(code, details, ALLOWED)
+        assert world.snapshot() == before

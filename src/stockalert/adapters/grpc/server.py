@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import attrs
 import grpc
+from google.protobuf.message import DecodeError, Message
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
 from stockalert.adapters.binding import BindError
-from stockalert.adapters.grpc.servicers import CommandServicer, QueryServicer
+from stockalert.adapters.grpc.servicers import CommandServicer, QueryServicer, Undecodable
 from stockalert.adapters.telemetry import Metrics
 from stockalert.api.v1 import stockalert_pb2 as pb
-from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from stockalert.domain.messagebus import MessageBus
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,34 @@ class RunningServer:
             self.health.set(name, status)
 
 
+def _tolerant(message: type[Message]) -> Callable[[bytes], Message | Undecodable]:
+    """The request deserializer: a frame that does not parse becomes `Undecodable`, which the
+    servicer answers INVALID_ARGUMENT (grpcio would log a traceback and answer INTERNAL)."""
+
+    def parse(frame: bytes) -> Message | Undecodable:
+        try:
+            return message.FromString(frame)
+        except DecodeError as err:  # bad wire format, invalid UTF-8 in a string field, ...
+            return Undecodable(message.DESCRIPTOR.name, len(frame), type(err).__name__)
+
+    return parse
+
+
+def _add_service(server: grpc.Server, servicer: object, name: str) -> None:
+    """What the generated add_*Servicer_to_server does, with tolerant deserializers."""
+    service = pb.DESCRIPTOR.services_by_name[name.rpartition(".")[2]]
+    handlers = {
+        method.name: grpc.unary_unary_rpc_method_handler(
+            getattr(servicer, method.name),
+            request_deserializer=_tolerant(getattr(pb, method.input_type.name)),
+            response_serializer=getattr(pb, method.output_type.name).SerializeToString,
+        )
+        for method in service.methods
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, handlers),))
+    server.add_registered_method_handlers(name, handlers)
+
+
 def start(
     bus: MessageBus,
     address: str,
@@ -63,10 +91,10 @@ def start(
     )
     names = []
     if "command" in services:
-        pb_grpc.add_CommandServiceServicer_to_server(CommandServicer(bus), server)
+        _add_service(server, CommandServicer(bus), COMMAND_SERVICE)
         names.append(COMMAND_SERVICE)
     if "query" in services:
-        pb_grpc.add_QueryServiceServicer_to_server(QueryServicer(bus), server)
+        _add_service(server, QueryServicer(bus), QUERY_SERVICE)
         names.append(QUERY_SERVICE)
     checker = health.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(checker, server)
