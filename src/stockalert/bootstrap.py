@@ -49,7 +49,7 @@ from stockalert.domain.handlers import (
     queries,
 )
 from stockalert.domain.messagebus import HandlerSet, MessageBus
-from stockalert.domain.model import RetryPolicy
+from stockalert.domain.model import Quotas, RetryPolicy
 from stockalert.domain.ports import (
     NO_TELEMETRY,
     Clock,
@@ -82,18 +82,26 @@ def authentication(*, read_model: ReadModel, tokens: TokenIssuer, clock: Clock) 
 
 
 def account_commands(
-    *, ids: IdGenerator, hasher: PasswordHasher, tokens: TokenIssuer, clock: Clock
+    *,
+    ids: IdGenerator,
+    hasher: PasswordHasher,
+    tokens: TokenIssuer,
+    clock: Clock,
+    quotas: Quotas | None = None,
 ) -> HandlerSet:
     """Register, log in, set and remove subscriptions, delete the account."""
     # Unknown e-mails are checked against this, so a failed login takes as long either way.
     decoy_hash = hasher.hash(secrets.token_urlsafe(16))
+    limits = quotas or Quotas()
     return HandlerSet(
         commands={
-            RegisterUser: partial(accounts.register_user, ids=ids, hasher=hasher, clock=clock),
+            RegisterUser: partial(
+                accounts.register_user, ids=ids, hasher=hasher, clock=clock, quotas=limits
+            ),
             LoginUser: partial(
                 login.login_user, hasher=hasher, tokens=tokens, clock=clock, decoy_hash=decoy_hash
             ),
-            SetSubscription: partial(accounts.set_subscription, ids=ids),
+            SetSubscription: partial(accounts.set_subscription, ids=ids, quotas=limits),
             RemoveSubscription: accounts.remove_subscription,
             DeleteUser: accounts.delete_user,
         }

@@ -62,7 +62,7 @@ from stockalert.domain.commands import (
 from stockalert.domain.events import AlertRaised, Event, PriceUpdated
 from stockalert.domain.handlers.delivery import Lane
 from stockalert.domain.messagebus import HandlerSet, MessageBus
-from stockalert.domain.model import RetryPolicy
+from stockalert.domain.model import Quotas, RetryPolicy
 from stockalert.domain.ports import Mailer, PriceSource, UnitOfWork
 from stockalert.domain.sharding import Shards
 
@@ -144,6 +144,11 @@ class Core(containers.DeclarativeContainer):
     clock = providers.Singleton(SystemClock)
     ids = providers.Singleton(UuidIds)
     metrics = providers.Singleton(Metrics, role=config.role)
+    quotas = providers.Singleton(
+        Quotas,
+        subscriptions_per_user=config.limits.subscriptions_per_user,
+        tickers=config.limits.tickers,
+    )
     telemetry = providers.Singleton(PrometheusTelemetry, metrics=metrics)
 
     topics = providers.Singleton(topics_of, config.kafka.topics)
@@ -194,6 +199,7 @@ class Accounts(containers.DeclarativeContainer):
         hasher=hasher,
         tokens=auth.tokens,
         clock=core.clock,
+        quotas=core.quotas,
     )
 
 
@@ -387,6 +393,7 @@ def _grpc_server(
         services=services,
         max_workers=core.config.grpc_workers,
         metrics=core.metrics,
+        max_request_bytes=core.config.limits.request_bytes,
     )
 
 
@@ -614,6 +621,11 @@ class KafkaAdmin(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
     clock = providers.Singleton(SystemClock)
     metrics = providers.Singleton(Metrics, role=config.role)
+    quotas = providers.Singleton(
+        Quotas,
+        subscriptions_per_user=config.limits.subscriptions_per_user,
+        tickers=config.limits.tickers,
+    )
     topics = providers.Singleton(topics_of, config.kafka.topics)
     admin = providers.Singleton(
         kafka_administrator, bootstrap=config.kafka.bootstrap, client_id=config.kafka.client_id
@@ -639,6 +651,7 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
         "grpc_addr": "127.0.0.1:0",
         "query_addr": "127.0.0.1:0",
         "grpc_workers": 8,
+        "limits": {"subscriptions_per_user": 100, "tickers": 5_000, "request_bytes": 65_536},
         "role": "library",
         "metrics_addr": None,
         "log_format": "text",

@@ -5,14 +5,25 @@ from __future__ import annotations
 
 import logging
 import random
+import threading
+import time
 from collections import Counter
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf.message import DecodeError
 
+from stockalert.adapters.grpc.server import RunningServer, start, stop
 from stockalert.api.v1 import stockalert_pb2 as pb
+from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
+from stockalert.containers import in_memory_config
+from stockalert.domain.model import Email, Ticker
+from tests.wiring import build_container
+
+PASSWORD = "correct horse"
+Servers = Callable[..., tuple[Any, pb_grpc.CommandServiceStub]]
 
 SERVICES = [pb.DESCRIPTOR.services_by_name[name] for name in ("CommandService", "QueryService")]
 METHODS = [(service, method) for service in SERVICES for method in service.methods]
@@ -69,3 +80,156 @@ def test_random_byte_frames_are_invalid_argument_without_a_traceback(
     assert not [r for r in caplog.records if r.exc_info or r.levelno >= logging.ERROR]
     warnings = [r for r in caplog.records if "event=rpc_undecodable" in r.getMessage()]
     assert len(warnings) == undecodable
+
+
+# ----- quotas ----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def limited() -> Iterator[Servers]:
+    """A server whose container has these limits; its container and a command stub."""
+    opened: list[tuple[Any, RunningServer, grpc.Channel]] = []
+
+    def open_server(**limits: int) -> tuple[Any, pb_grpc.CommandServiceStub]:
+        config = in_memory_config()
+        config["limits"] = {**config["limits"], **limits}
+        container = build_container(config=config)
+        running = start(
+            container.bus(), "127.0.0.1:0", max_request_bytes=config["limits"]["request_bytes"]
+        )
+        channel = grpc.insecure_channel(f"127.0.0.1:{running.port}")
+        opened.append((container, running, channel))
+        return container, pb_grpc.CommandServiceStub(channel)
+
+    yield open_server
+    for container, running, channel in opened:
+        channel.close()
+        stop(running, grace=0)
+        container.reset_override()
+
+
+def register(
+    commands: pb_grpc.CommandServiceStub, email: str, *tickers: str, request_id: str = ""
+) -> str:
+    reply = commands.RegisterUser(
+        pb.RegisterUserRequest(
+            request_id=request_id or f"reg-{email}-{len(tickers)}",
+            email=email,
+            password=PASSWORD,
+            subscriptions=[pb.SubscriptionSpec(ticker=t) for t in tickers],
+        )
+    )
+    return str(reply.user_id)
+
+
+def token_of(container: Any, user_id: str) -> list[tuple[str, str]]:
+    token, _ = container.auth.tokens().issue(user_id, container.core.clock().now())
+    return [("authorization", f"Bearer {token}")]
+
+
+def test_a_10000_subscription_registration_is_refused_fast_while_others_write(
+    limited: Servers,
+) -> None:
+    """~180 KB of subscriptions: RESOURCE_EXHAUSTED from the request size limit before it is
+    parsed, nothing stored; another user's SetSubscription meanwhile answers at once."""
+    container, commands = limited()
+    alice = register(commands, "alice@example.com", "AAPL")
+    huge = pb.RegisterUserRequest(
+        request_id="huge",
+        email="mallory@example.com",
+        password=PASSWORD,
+        subscriptions=[
+            pb.SubscriptionSpec(ticker=f"T{n:05d}", high_value=1.0) for n in range(10_000)
+        ],
+    )
+    assert huge.ByteSize() > 150_000
+    stop_flooding = threading.Event()
+    refused: list[grpc.StatusCode] = []
+
+    def flood() -> None:
+        while not stop_flooding.is_set():
+            with pytest.raises(grpc.RpcError) as excinfo:
+                commands.RegisterUser(huge, timeout=10)
+            refused.append(excinfo.value.code())
+
+    flooder = threading.Thread(target=flood)
+    flooder.start()
+    try:
+        started = time.monotonic()
+        for n in range(20):
+            commands.SetSubscription(
+                pb.SetSubscriptionRequest(request_id=f"s{n}", ticker="AAPL", high_value=100.0 + n),
+                metadata=token_of(container, alice),
+                timeout=5,
+            )
+        writes_s = time.monotonic() - started
+    finally:
+        stop_flooding.set()
+        flooder.join()
+    assert refused, "the flood never got an answer"
+    assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert writes_s < 5.0, f"20 writes took {writes_s:.1f} s beside the flood"
+    with container.core.uow() as uow:
+        assert uow.users.get_by_email(Email("mallory@example.com")) is None
+        assert uow.subscriptions.tickers_in_use() == {Ticker("AAPL")}
+
+
+def test_a_registration_listing_more_than_the_per_user_limit_is_invalid_argument(
+    limited: Servers,
+) -> None:
+    _, commands = limited(subscriptions_per_user=5)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        register(commands, "bob@example.com", *(f"T{n}" for n in range(6)))
+    assert excinfo.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert excinfo.value.details() == "subscriptions: at most 5 per user, got 6"
+    register(commands, "bob@example.com", *(f"T{n}" for n in range(5)))  # at the limit: fine
+
+
+def test_one_subscription_past_the_per_user_limit_is_resource_exhausted_and_not_stored(
+    limited: Servers,
+) -> None:
+    """The refusal is not stored in the request ledger: the same request succeeds once the
+    user made room; changing an existing subscription is never refused."""
+    container, commands = limited(subscriptions_per_user=3)
+    user = register(commands, "carol@example.com", "AAA", "BBB", "CCC")
+    auth = token_of(container, user)
+    sixth = pb.SetSubscriptionRequest(request_id="add-ddd", ticker="DDD", high_value=5.0)
+    with pytest.raises(grpc.RpcError) as excinfo:
+        commands.SetSubscription(sixth, metadata=auth)
+    assert excinfo.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert excinfo.value.details() == (
+        "ticker: at most 3 subscriptions per user, and you have 3: remove one first"
+    )
+    commands.SetSubscription(
+        pb.SetSubscriptionRequest(request_id="chg", ticker="AAA", high_value=9.0), metadata=auth
+    )
+    commands.RemoveSubscription(
+        pb.RemoveSubscriptionRequest(request_id="rm", ticker="BBB"), metadata=auth
+    )
+    reply = commands.SetSubscription(sixth, metadata=auth)
+    assert reply.subscription.ticker == "DDD"
+
+
+def test_subscriptions_that_would_pass_the_systems_distinct_tickers_are_refused(
+    limited: Servers,
+) -> None:
+    """With room for 3 tickers in the system: a fourth is refused (in a registration too,
+    nothing stored); watching a ticker already watched costs nothing and is accepted."""
+    container, commands = limited(tickers=3)
+    register(commands, "dan@example.com", "AAA", "BBB")
+    with pytest.raises(grpc.RpcError) as excinfo:
+        register(commands, "erin@example.com", "AAA", "CCC", "DDD")
+    assert excinfo.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert excinfo.value.details() == (
+        "subscriptions: the system watches at most 3 distinct tickers and has 2; 2 new requested"
+    )
+    erin = register(commands, "erin@example.com", "AAA", "CCC")
+    with pytest.raises(grpc.RpcError) as excinfo:
+        commands.SetSubscription(
+            pb.SetSubscriptionRequest(request_id="x", ticker="EEE"),
+            metadata=token_of(container, erin),
+        )
+    assert excinfo.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
+    commands.SetSubscription(
+        pb.SetSubscriptionRequest(request_id="y", ticker="BBB"), metadata=token_of(container, erin)
+    )

@@ -46,12 +46,13 @@ ALLOWED = {
     grpc.StatusCode.NOT_FOUND,
     grpc.StatusCode.UNAUTHENTICATED,
     grpc.StatusCode.PERMISSION_DENIED,
+    grpc.StatusCode.RESOURCE_EXHAUSTED,  # a quota (subscriptions per user, tickers)
 }
 # What an INVALID_ARGUMENT message starts with: the name of the offending field.
 FIELD_PREFIX = re.compile(
     r"^(request|request_id|email|password|ticker|high_value|low_value|rearm_percent|cooldown_s"
     r"|remind_every_s|clear_high_value|clear_low_value|count|limit"
-    r"|subscriptions\[\d+\]\.(ticker|high_value|low_value|rearm_percent)): "
+    r"|subscriptions|subscriptions\[\d+\]\.(ticker|high_value|low_value|rearm_percent)): "
 )
 FUZZ = settings(
     max_examples=100,

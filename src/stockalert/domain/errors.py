@@ -14,6 +14,7 @@ class ErrorCode(enum.StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     UNAVAILABLE = "UNAVAILABLE"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
 
 
 class DomainError(Exception):
@@ -78,6 +79,17 @@ class PermissionDenied(DomainError):
     """The caller is known but may not do this."""
 
     code = ErrorCode.PERMISSION_DENIED
+
+
+class QuotaExceeded(DomainError):
+    """A limit (subscriptions per user, tickers in the system, login attempts) would be
+    passed; names the field and the limit. Never stored in the request ledger: the same
+    request may succeed once there is room."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}", field=field)
 
 
 class Unavailable(DomainError):

@@ -211,6 +211,16 @@ class Subscription:
         return self.high_value if side is Side.HIGH else self.low_value
 
 
+@attrs.frozen
+class Quotas:
+    """Limits that keep one user, or one request, from costing everyone else: subscriptions
+    per user (and so per request), distinct tickers in the whole system (each one is fetched
+    every collection cycle)."""
+
+    subscriptions_per_user: int = attrs.field(default=100, validator=attrs.validators.ge(1))
+    tickers: int = attrs.field(default=5_000, validator=attrs.validators.ge(1))
+
+
 CORRELATION_ID_LENGTH = 64
 _CORRELATION_ID_RE = re.compile(rf"^[A-Za-z0-9_-]{{1,{CORRELATION_ID_LENGTH}}}\Z")
 

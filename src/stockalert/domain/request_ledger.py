@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import Any
 
 from stockalert.domain.commands import IdempotentCommand
-from stockalert.domain.errors import DomainError, InvalidArgument, Unavailable
+from stockalert.domain.errors import DomainError, InvalidArgument, QuotaExceeded, Unavailable
 from stockalert.domain.model import parse_request_id
 from stockalert.domain.ports import NO_TELEMETRY, Clock, StoredReply, Telemetry, UnitOfWork
 
@@ -39,7 +39,9 @@ def run_once(
     """Execute `handler` at most once per request key; the reply is stored with the effect.
 
     Domain failures are stored too and replayed as the same error; the effect of a failed
-    command is rolled back (nothing half-written) while its reply is kept. Infrastructure
+    command is rolled back (nothing half-written) while its reply is kept. Unavailable and
+    QuotaExceeded are not stored: the same request may succeed once the service or the room
+    is back. Infrastructure
     failures are not stored: the whole transaction rolls back and the client may retry.
     """
     parse_request_id(command.request_id)  # a request without an id is never stored
@@ -65,8 +67,8 @@ def run_once(
                 try:
                     with uow.savepoint():
                         result = handler(command, uow)
-                except Unavailable:
-                    raise
+                except (Unavailable, QuotaExceeded):
+                    raise  # not stored: the same request may succeed later
                 except DomainError as err:
                     reply = StoredReply(
                         fingerprint, err.code, err.message, err.field, None, clock.now()

@@ -6,6 +6,13 @@ from __future__ import annotations
 
 import attrs
 
+# The quotas (command-api, query-api, the embedded run read them all).
+_LIMITS = (
+    "STOCKALERT_GRPC_MAX_REQUEST_BYTES",
+    "STOCKALERT_MAX_SUBSCRIPTIONS_PER_USER",
+    "STOCKALERT_MAX_TICKERS",
+)
+
 # What each variable means, for `serve ROLE --help` (the README has the full table).
 VARIABLES = {
     "STOCKALERT_DB_URL": "the database (sqlite:///PATH or mysql+pymysql://USER:PASS@HOST:PORT/DB;"
@@ -17,6 +24,12 @@ VARIABLES = {
     "STOCKALERT_GRPC_ADDR": "where CommandService listens (default 127.0.0.1:50051)",
     "STOCKALERT_QUERY_ADDR": "where QueryService listens (default 127.0.0.1:50052)",
     "STOCKALERT_GRPC_WORKERS": "threads serving gRPC calls (default 8)",
+    "STOCKALERT_GRPC_MAX_REQUEST_BYTES": "largest gRPC request accepted; larger ones are"
+    " RESOURCE_EXHAUSTED (default 65536)",
+    "STOCKALERT_MAX_SUBSCRIPTIONS_PER_USER": "subscriptions one user may have, and so list in"
+    " one registration (default 100)",
+    "STOCKALERT_MAX_TICKERS": "distinct tickers the whole system may watch (each is fetched"
+    " every cycle; default 5000)",
     "STOCKALERT_METRICS_PORT": "PORT or HOST:PORT of /metrics, /healthz and /readyz (unset: none)",
     "STOCKALERT_LOG_FORMAT": "text (key=value lines, the default) or json (one object per line)",
     "STOCKALERT_PRICE_SOURCE": "yfinance, yfinance-chart or replay:PATH (required)",
@@ -110,6 +123,7 @@ ROLES: dict[str, Role] = {
                 "STOCKALERT_AUTH_SECRET",
                 "STOCKALERT_GRPC_ADDR",
                 "STOCKALERT_GRPC_WORKERS",
+                *_LIMITS,
                 *_KAFKA,
             ),
         ),
@@ -124,6 +138,7 @@ ROLES: dict[str, Role] = {
                 "STOCKALERT_AUTH_SECRET",
                 "STOCKALERT_QUERY_ADDR",
                 "STOCKALERT_GRPC_WORKERS",
+                *_LIMITS,
             ),
         ),
         Role(

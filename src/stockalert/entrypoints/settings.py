@@ -27,6 +27,9 @@ DEFAULT_REQUEST_TTL_S = 24 * 3600.0
 DEFAULT_CLEAN_INTERVAL_S = 3600.0
 DEFAULT_DELIVERY_INTERVAL_S = 5.0
 DEFAULT_STATE_DIR = ".stockalert"
+DEFAULT_SUBSCRIPTIONS_PER_USER = 100
+DEFAULT_MAX_TICKERS = 5_000  # each one is fetched every collection cycle
+DEFAULT_REQUEST_BYTES = 64 * 1024  # a registration with 100 subscriptions is about 4 KB
 DEFAULT_GRPC_WORKERS = 8  # threads serving calls (bench/api.py: fewer contend less for the GIL)
 
 
@@ -243,6 +246,20 @@ def core_config(environ: Mapping[str, str], role: str = "stockalert") -> dict[st
     }
 
 
+def limits_config(environ: Mapping[str, str]) -> dict[str, int]:
+    """Quotas: subscriptions per user (and per request), distinct tickers in the system,
+    bytes of one gRPC request."""
+    return {
+        "subscriptions_per_user": _count(
+            environ, "STOCKALERT_MAX_SUBSCRIPTIONS_PER_USER", DEFAULT_SUBSCRIPTIONS_PER_USER
+        ),
+        "tickers": _count(environ, "STOCKALERT_MAX_TICKERS", DEFAULT_MAX_TICKERS),
+        "request_bytes": _count(
+            environ, "STOCKALERT_GRPC_MAX_REQUEST_BYTES", DEFAULT_REQUEST_BYTES, minimum=1024
+        ),
+    }
+
+
 def telemetry_config(environ: Mapping[str, str], role: str) -> dict[str, Any]:
     """The role (every metric's label) and STOCKALERT_METRICS_PORT: PORT (all interfaces, as
     a scraper in another container needs) or HOST:PORT; unset, no metrics endpoint."""
@@ -326,6 +343,7 @@ def command_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "auth_secret": _required_secret(environ, "command-api"),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
         "grpc_workers": _grpc_workers(environ),
+        "limits": limits_config(environ),
     }
 
 
@@ -336,6 +354,7 @@ def query_api_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "auth_secret": _required_secret(environ, "query-api"),
         "query_addr": _address(environ, "STOCKALERT_QUERY_ADDR", DEFAULT_QUERY_ADDR),
         "grpc_workers": _grpc_workers(environ),
+        "limits": limits_config(environ),
     }
 
 
@@ -408,6 +427,7 @@ def embedded_config(environ: Mapping[str, str]) -> dict[str, Any]:
         "auth_secret": _auth_secret(environ, Path(core["state_dir"])),
         "grpc_addr": _address(environ, "STOCKALERT_GRPC_ADDR", DEFAULT_GRPC_ADDR),
         "grpc_workers": _grpc_workers(environ),
+        "limits": limits_config(environ),
         **_delivery(environ),
         **_collection(environ),
     }

@@ -80,14 +80,19 @@ def start(
     services: Sequence[str] = ("command", "query"),
     max_workers: int = 16,
     metrics: Metrics | None = None,
+    max_request_bytes: int = 64 * 1024,
 ) -> RunningServer:
     """Start serving; `services` picks CommandService, QueryService or both; with `metrics`,
-    every call is counted and timed."""
+    every call is counted and timed; a request over `max_request_bytes` is refused."""
     server = grpc.server(
         ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="grpc"),
         interceptors=[] if metrics is None else [metrics.grpc_interceptor()],
-        # Without this a second server on the same port would start and share the traffic.
-        options=[("grpc.so_reuseport", 0)],
+        options=[
+            # Without this a second server on the same port would start and share the traffic.
+            ("grpc.so_reuseport", 0),
+            # A larger request is RESOURCE_EXHAUSTED before it is read whole or parsed.
+            ("grpc.max_receive_message_length", max_request_bytes),
+        ],
     )
     names = []
     if "command" in services:
@@ -127,9 +132,10 @@ def serve(
     services: Sequence[str] = ("command", "query"),
     max_workers: int = 16,
     metrics: Metrics | None = None,
+    max_request_bytes: int = 64 * 1024,
 ) -> Iterator[RunningServer]:
     """dependency-injector Resource: the services on one address, stopped on shutdown."""
-    running = start(bus, address, services, max_workers, metrics)
+    running = start(bus, address, services, max_workers, metrics, max_request_bytes)
     try:
         yield running
     finally:

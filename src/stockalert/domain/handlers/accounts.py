@@ -14,7 +14,7 @@ from stockalert.domain.commands import (
     SetSubscription,
     SubscriptionSpec,
 )
-from stockalert.domain.errors import AlreadyExists, InvalidArgument, NotFound
+from stockalert.domain.errors import AlreadyExists, InvalidArgument, NotFound, QuotaExceeded
 from stockalert.domain.events import SubscriptionRemoved, SubscriptionSet, UserDeleted
 from stockalert.domain.model import (
     ARMED,
@@ -23,6 +23,7 @@ from stockalert.domain.model import (
     MAX_REARM_PERCENT,
     MIN_REMIND_EVERY_S,
     Email,
+    Quotas,
     Side,
     SideState,
     Subscription,
@@ -35,6 +36,8 @@ from stockalert.domain.model import (
 )
 from stockalert.domain.ports import Clock, IdGenerator, PasswordHasher, UnitOfWork
 from stockalert.domain.views import Done, SubscriptionView, UserRegistered
+
+DEFAULT_QUOTAS = Quotas()
 
 # ----- validation shared by registration and SetSubscription -------------------------------
 
@@ -103,6 +106,21 @@ def _store_subscription(
 # ----- commands ----------------------------------------------------------------------------
 
 
+def _check_new_tickers(uow: UnitOfWork, tickers: set[Ticker], quotas: Quotas, field: str) -> None:
+    """Refuse subscriptions that would take the system past its distinct tickers (each one
+    costs every collection cycle a fetch)."""
+    if not tickers:
+        return
+    in_use = uow.subscriptions.tickers_in_use()
+    new = tickers - in_use
+    if new and len(in_use) + len(new) > quotas.tickers:
+        raise QuotaExceeded(
+            field,
+            f"the system watches at most {quotas.tickers} distinct tickers and has "
+            f"{len(in_use)}; {len(new)} new requested",
+        )
+
+
 def register_user(
     cmd: RegisterUser,
     uow: UnitOfWork,
@@ -110,8 +128,14 @@ def register_user(
     ids: IdGenerator,
     hasher: PasswordHasher,
     clock: Clock,
+    quotas: Quotas = DEFAULT_QUOTAS,
 ) -> UserRegistered:
     """Create a user and their initial subscriptions; all of it or nothing."""
+    if len(cmd.subscriptions) > quotas.subscriptions_per_user:  # before any work on them
+        raise InvalidArgument(
+            "subscriptions",
+            f"at most {quotas.subscriptions_per_user} per user, got {len(cmd.subscriptions)}",
+        )
     email = Email.parse(cmd.email)
     password = check_password(cmd.password)
     specs = []
@@ -127,6 +151,7 @@ def register_user(
         specs.append(fields)
     if uow.users.get_by_email(email) is not None:
         raise AlreadyExists(f"a user with e-mail {email} already exists", field="email")
+    _check_new_tickers(uow, set(seen), quotas, "subscriptions")
     user = User(ids.new_id(), email, hasher.hash(password), clock.now())
     uow.users.add(user)
     for ticker, high, low, rearm in specs:
@@ -136,7 +161,7 @@ def register_user(
 
 
 def set_subscription(
-    cmd: SetSubscription, uow: UnitOfWork, *, ids: IdGenerator
+    cmd: SetSubscription, uow: UnitOfWork, *, ids: IdGenerator, quotas: Quotas = DEFAULT_QUOTAS
 ) -> SubscriptionView:
     """Create or change one subscription; thresholds are validated against the merged state."""
     ticker = Ticker.parse(cmd.ticker)
@@ -153,6 +178,15 @@ def set_subscription(
     remind = _optional_period(cmd.remind_every_s, "remind_every_s", minimum=MIN_REMIND_EVERY_S)
     old = uow.subscriptions.get(cmd.user_id, ticker)  # carries the user's e-mail
     email = _require_user(uow, cmd.user_id).email if old is None else old.email
+    if old is None:  # a new one: room for it with this user, and in the system?
+        count = len(uow.subscriptions.for_user(cmd.user_id))
+        if count >= quotas.subscriptions_per_user:
+            raise QuotaExceeded(
+                "ticker",
+                f"at most {quotas.subscriptions_per_user} subscriptions per user, and you "
+                f"have {count}: remove one first",
+            )
+        _check_new_tickers(uow, {ticker}, quotas, "ticker")
     if old is None:
         old_high = old_low = old_cooldown = old_remind = None
         old_rearm = DEFAULT_REARM_PERCENT

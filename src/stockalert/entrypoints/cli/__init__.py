@@ -34,6 +34,7 @@ EXIT_AUTH = 4
 EXIT_EXISTS = 5
 EXIT_DATA = 65  # EX_DATAERR from sysexits.h: an input file is malformed
 EXIT_UNAVAILABLE = server.EXIT_UNAVAILABLE
+EXIT_LIMIT = 75  # EX_TEMPFAIL from sysexits.h: a quota or a login throttle; later, or make room
 EXIT_CONFIG = 78  # EX_CONFIG from sysexits.h
 
 EXIT_BY_STATUS = {
@@ -42,6 +43,7 @@ EXIT_BY_STATUS = {
     grpc.StatusCode.UNAUTHENTICATED: EXIT_AUTH,
     grpc.StatusCode.PERMISSION_DENIED: EXIT_AUTH,
     grpc.StatusCode.ALREADY_EXISTS: EXIT_EXISTS,
+    grpc.StatusCode.RESOURCE_EXHAUSTED: EXIT_LIMIT,
 }
 
 INT32_MAX = 2**31 - 1
