@@ -86,6 +86,7 @@ def spawn(
             env=env,
             stdout=subprocess.DEVNULL,
             stderr=stderr,
+            umask=0o022,  # the usual one: what the server creates must be private anyway
         )
 
 

@@ -6,6 +6,7 @@ import email
 import email.policy
 import json
 import signal
+import stat
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -63,6 +64,7 @@ def embedded(tmp_path: Path) -> Iterator[dict[str, Any]]:
         "STOCKALERT_GRPC_ADDR": address,
         "STOCKALERT_OUTBOX_DIR": str(tmp_path / "outbox"),
         "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
+        "STOCKALERT_DB_URL": f"sqlite:///{tmp_path / 'data' / 'stockalert.db'}",
         "XDG_CONFIG_HOME": str(tmp_path / "server-config"),
     }
     log = tmp_path / "run.log"
@@ -168,6 +170,22 @@ def test_embedded_run_mails_each_crossing_once_and_stops_cleanly_on_sigterm(
         (("outcome", "sent"), role): 3
     }
     assert http_get(embedded["metrics"], "/readyz") == (200, "ready\n")
+
+    # Created private under umask 022: the folders 0700, the files 0600.
+    private = {
+        path: stat.S_IMODE(path.stat().st_mode)
+        for path in (
+            tmp_path / "state",
+            tmp_path / "state" / "auth-secret",
+            tmp_path / "data",
+            *(tmp_path / "data").iterdir(),  # the database, its -wal and -shm
+            outbox,
+            *outbox.iterdir(),
+        )
+    }
+    assert len([p for p in private if p.parent == tmp_path / "data"]) == 3, private
+    assert {p: mode for p, mode in private.items() if mode not in (0o700, 0o600)} == {}
+    assert all((mode == 0o700) == p.is_dir() for p, mode in private.items())
 
     server: subprocess.Popen[bytes] = embedded["server"]
     server.send_signal(signal.SIGTERM)

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stockalert.adapters.files import private_dir
 from stockalert.adapters.mail import DEFAULT_SENDER
 from stockalert.adapters.tokens import MIN_SECRET_BYTES
 
@@ -407,7 +408,7 @@ def _auth_secret(environ: Mapping[str, str], state_dir: Path) -> str:
         stored = path.read_text().strip()
         if len(stored.encode()) >= MIN_SECRET_BYTES:
             return stored
-    state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(state_dir)
     fresh = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as handle:

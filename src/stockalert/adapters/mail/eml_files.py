@@ -7,6 +7,7 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
+from stockalert.adapters.files import private_dir
 from stockalert.adapters.mail import DEFAULT_SENDER
 from stockalert.adapters.mail.message import build_message
 from stockalert.domain.model import Notification
@@ -46,7 +47,7 @@ class OutboxMailer:
         except ValueError as err:  # e.g. a header value with a line break: never writable
             raise MailPermanentError(f"cannot build the message: {err}") from err
         try:
-            self._directory.mkdir(parents=True, exist_ok=True)
+            private_dir(self._directory)  # e-mail addresses and alerts: 0700
             fd, temp = tempfile.mkstemp(dir=self._directory, prefix=".tmp-", suffix=".eml")
             try:
                 with os.fdopen(fd, "wb") as handle:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DisconnectionError
+
+from stockalert.adapters.files import private_file
 
 
 def is_sqlite(url: str) -> bool:
@@ -28,6 +31,8 @@ def make_engine(url: str, *, read_only: bool = False, echo: bool = False) -> Eng
     parsed = make_url(url)
     backend = parsed.get_backend_name()
     if backend == "sqlite":
+        if parsed.database and parsed.database != ":memory:" and not read_only:
+            private_file(Path(parsed.database))  # before SQLite creates it 0644
         engine = create_engine(parsed, echo=echo, connect_args={"timeout": 15})
         _configure_sqlite(engine, read_only=read_only)
         return engine

@@ -23,6 +23,7 @@ from yfinance import cache as yf_cache
 from yfinance._http import new_session
 from yfinance.data import YfData
 
+from stockalert.adapters.files import private_dir
 from stockalert.domain.model import Quote, Ticker
 from stockalert.domain.ports import FetchFailed, PriceResult
 
@@ -47,7 +48,7 @@ def point_yfinance_caches_at(cache_dir: Path) -> None:
     its database handle on the old file: drop those handles so that the next use reopens
     under the new location.
     """
-    cache_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(cache_dir)
     yf.set_tz_cache_location(str(cache_dir))
     for manager, handle in (
         ("_TzCacheManager", "_tz_cache"),
