@@ -219,8 +219,15 @@ def build_bus(
     clock: Clock,
     handler_sets: Iterable[HandlerSet],
     telemetry: Telemetry = NO_TELEMETRY,
+    secret_digest: Callable[[str], str] | None = None,
 ) -> MessageBus:
-    """A bus over these handler sets (each command or query type handled once)."""
+    """A bus over these handler sets (each command or query type handled once); with
+    `secret_digest`, a retried request must repeat its secrets too (a registration replayed
+    with another password is refused, not answered as if it had been set)."""
     return MessageBus(
-        uow_factory=uow_factory, clock=clock, handler_sets=handler_sets, telemetry=telemetry
+        uow_factory=uow_factory,
+        clock=clock,
+        handler_sets=handler_sets,
+        telemetry=telemetry,
+        secret_digest=secret_digest,
     )

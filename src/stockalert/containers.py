@@ -48,7 +48,7 @@ from stockalert.adapters.sql.read_model import SqlReadModel
 from stockalert.adapters.sql.uow import SqlUnitOfWork
 from stockalert.adapters.system import SystemClock, UuidIds
 from stockalert.adapters.telemetry import Metrics, PrometheusTelemetry
-from stockalert.adapters.tokens import JwtTokens
+from stockalert.adapters.tokens import JwtTokens, KeyedDigest
 from stockalert.domain.alerting.tracker import AlertTracker
 from stockalert.domain.commands import (
     ApplyQuotes,
@@ -181,6 +181,7 @@ class Authentication(containers.DeclarativeContainer):
     core = providers.DependenciesContainer()
 
     tokens = providers.Singleton(JwtTokens, secret=config.auth_secret)
+    digest = providers.Singleton(KeyedDigest, secret=config.auth_secret)
     handlers = providers.Singleton(
         bootstrap.authentication, read_model=core.read_model, tokens=tokens, clock=core.clock
     )
@@ -373,13 +374,14 @@ class Cleanup(containers.DeclarativeContainer):
 # ----- roles -----------------------------------------------------------------------------------
 
 
-def _bus(core: Any, *parts: Any) -> providers.Singleton[Any]:
+def _bus(core: Any, *parts: Any, secret_digest: Any = None) -> providers.Singleton[Any]:
     return providers.Singleton(
         bootstrap.build_bus,
         uow_factory=core.uow.provider,
         clock=core.clock,
         handler_sets=providers.List(*(part.handlers for part in parts)),
         telemetry=core.telemetry,
+        secret_digest=secret_digest,
     )
 
 
@@ -406,7 +408,7 @@ class CommandApi(containers.DeclarativeContainer):
     auth = providers.Container(Authentication, config=config, core=core)
     accounts = providers.Container(Accounts, core=core, auth=auth)
     messaging = providers.Container(Messaging, config=config, core=core)
-    bus = _bus(core, auth, accounts, messaging)
+    bus = _bus(core, auth, accounts, messaging, secret_digest=auth.digest)
     grpc_server = _grpc_server(bus, core, config.grpc_addr, ("command",))
 
 
@@ -579,7 +581,17 @@ class Embedded(containers.DeclarativeContainer):
     alerting = providers.Container(Alerting, core=core)
     delivery = providers.Container(Delivery, config=config, core=core)
     cleanup = providers.Container(Cleanup, core=core)
-    bus = _bus(core, auth, accounts, queries, collection, alerting, delivery, cleanup)
+    bus = _bus(
+        core,
+        auth,
+        accounts,
+        queries,
+        collection,
+        alerting,
+        delivery,
+        cleanup,
+        secret_digest=auth.digest,
+    )
     grpc_server = _grpc_server(bus, core, config.grpc_addr, ("command", "query"))
 
 

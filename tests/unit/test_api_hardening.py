@@ -3,12 +3,14 @@ adapters: undecodable frames, quotas, sessions (the issue's holes, one test or m
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import random
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from typing import Any
 
 import grpc
@@ -232,4 +234,52 @@ def test_subscriptions_that_would_pass_the_systems_distinct_tickers_are_refused(
     assert excinfo.value.code() is grpc.StatusCode.RESOURCE_EXHAUSTED
     commands.SetSubscription(
         pb.SetSubscriptionRequest(request_id="y", ticker="BBB"), metadata=token_of(container, erin)
+    )
+
+
+# ----- sessions and replays --------------------------------------------------------------------
+
+
+def test_a_registration_replayed_with_another_password_is_refused(
+    container: Any, channel: grpc.Channel
+) -> None:
+    """The same request id and password: the stored reply; another password: INVALID_ARGUMENT
+    on request_id (the client must not believe the new one is set), and the first password
+    still logs in. The ledger keeps a keyed digest of the password, never the password."""
+    commands = pb_grpc.CommandServiceStub(channel)
+    first = pb.RegisterUserRequest(request_id="r1", email="fay@example.com", password=PASSWORD)
+    user_id = commands.RegisterUser(first).user_id
+    assert commands.RegisterUser(first).user_id == user_id  # a replay: the same answer
+    other = pb.RegisterUserRequest(
+        request_id="r1", email="fay@example.com", password="another password"
+    )
+    with pytest.raises(grpc.RpcError) as excinfo:
+        commands.RegisterUser(other)
+    assert excinfo.value.code() is grpc.StatusCode.INVALID_ARGUMENT
+    assert (excinfo.value.details() or "").startswith(
+        "request_id: 'r1' was already used for a different request"
+    )
+    commands.LoginUser(pb.LoginUserRequest(email="fay@example.com", password=PASSWORD))
+    stored = repr(container.core.store().snapshot()["requests"])
+    assert "fay@example.com" in stored  # the ledger's rows of this user
+    assert PASSWORD not in stored
+    assert hashlib.sha256(PASSWORD.encode()).hexdigest() not in stored
+
+
+def test_a_token_issued_in_the_future_is_refused(container: Any, channel: grpc.Channel) -> None:
+    """Signed with the server's key, but its iat an hour ahead: UNAUTHENTICATED (it would
+    pass for a fresh login, which DeleteUser requires); 10 s ahead (clock skew) is fine."""
+    commands = pb_grpc.CommandServiceStub(channel)
+    user_id = register(commands, "gus@example.com")
+    tokens, now = container.auth.tokens(), container.core.clock().now()
+    ahead, _ = tokens.issue(user_id, now + timedelta(hours=1))
+    with pytest.raises(grpc.RpcError) as excinfo:
+        commands.DeleteUser(
+            pb.DeleteUserRequest(request_id="d1"), metadata=[("authorization", f"Bearer {ahead}")]
+        )
+    assert excinfo.value.code() is grpc.StatusCode.UNAUTHENTICATED
+    assert excinfo.value.details() == "invalid token: issued in the future"
+    skewed, _ = tokens.issue(user_id, now + timedelta(seconds=10))
+    commands.DeleteUser(
+        pb.DeleteUserRequest(request_id="d2"), metadata=[("authorization", f"Bearer {skewed}")]
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hmac
 from datetime import UTC, datetime, timedelta
 
 import jwt
@@ -11,6 +12,7 @@ from stockalert.domain.ports import TokenClaims
 
 MIN_SECRET_BYTES = 32
 ISSUER = "stockalert"
+CLOCK_SKEW = timedelta(seconds=30)  # between two API instances' clocks, at most
 VERIFIED_CACHE = 4096  # tokens whose signature and claims were checked (~0.05 ms each)
 
 
@@ -43,6 +45,10 @@ class JwtTokens:
         checked, expires = self._check(token)
         if now >= expires:
             raise Unauthenticated("token expired; log in again")
+        if checked.issued_at > now + CLOCK_SKEW:
+            # Only a server signs tokens: a future login time is a clock far off or a forged
+            # token, and would pass for a fresh login (DeleteUser needs one).
+            raise Unauthenticated("invalid token: issued in the future")
         if len(self._verified) >= VERIFIED_CACHE:
             for old in list(self._verified)[: VERIFIED_CACHE // 2]:
                 self._verified.pop(old, None)
@@ -68,6 +74,19 @@ class JwtTokens:
         except (jwt.PyJWTError, ValueError, OverflowError, OSError, TypeError):
             raise Unauthenticated("invalid token") from None
         return TokenClaims(str(claims["sub"]), issued), expires
+
+
+class KeyedDigest:
+    """HMAC-SHA256 under a key derived from the token secret (a key of its own: the secret
+    itself only signs tokens). Request fingerprints carry secrets through it."""
+
+    def __init__(self, secret: str) -> None:
+        self._key = hmac.new(
+            secret.encode(), b"stockalert request fingerprint v1", "sha256"
+        ).digest()
+
+    def __call__(self, text: str) -> str:
+        return hmac.new(self._key, text.encode(), "sha256").hexdigest()
 
 
 def _instant(value: object) -> datetime:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable
 from datetime import datetime
 
 import attrs
@@ -43,23 +44,33 @@ class IdempotentCommand(Command):
         """Where this command's reply is stored."""
         return RequestKey(type(self).__name__, self.ledger_subject(), self.request_id.strip())
 
-    def fingerprint(self) -> str:
-        """Digest of the command's content (request id and secrets excluded).
+    def fingerprint(self, secret_digest: Callable[[str], str] | None = None) -> str:
+        """Digest of the command's content (request id and session facts excluded).
 
         Reusing a request id for a different command is a client bug that must be reported,
-        not answered with the other command's reply.
+        not answered with the other command's reply. A secret (a password) counts only
+        through `secret_digest`, a keyed digest (an HMAC with a server key: the stored
+        fingerprint is no unkeyed hash of a password to attack offline); without one it is
+        left out.
         """
         content = attrs.asdict(
             self,  # type: ignore[arg-type]  # every concrete command is an attrs class
             filter=lambda a, _: a.name != "request_id" and a.metadata.get("fingerprint", True),
         )
+        for field in attrs.fields(type(self)):  # type: ignore[arg-type]
+            if field.metadata.get("secret"):
+                if secret_digest is None:
+                    del content[field.name]
+                else:
+                    content[field.name] = secret_digest(getattr(self, field.name))
         text = json.dumps([type(self).__name__, content], sort_keys=True, default=str)
         return hashlib.sha256(text.encode()).hexdigest()
 
 
-# Left out of the fingerprint: secrets (never stored, not even hashed) and facts about the
-# caller's session rather than the request (a retry after a new login is the same request).
-SECRET = {"fingerprint": False}
+# Secrets enter the fingerprint only as a keyed digest (see `fingerprint`); facts about the
+# caller's session rather than the request are left out (a retry after a new login is the
+# same request).
+SECRET = {"secret": True}
 SESSION = {"fingerprint": False}
 
 

@@ -65,8 +65,10 @@ class MessageBus:
         clock: Clock,
         handler_sets: Iterable[HandlerSet],
         telemetry: Telemetry = NO_TELEMETRY,
+        secret_digest: Callable[[str], str] | None = None,
     ) -> None:
         self._uow_factory = uow_factory
+        self._secret_digest = secret_digest  # keys secrets into request fingerprints
         self._clock = clock
         self._telemetry = telemetry
         self._commands: dict[type[Command], CommandHandler] = {}
@@ -96,7 +98,9 @@ class MessageBus:
         uow = self._uow_factory()
         if isinstance(command, IdempotentCommand):
             command.check_session(self._clock.now())  # never stored: see check_session
-            result = run_once(command, handler, uow, self._clock, self._telemetry)
+            result = run_once(
+                command, handler, uow, self._clock, self._telemetry, self._secret_digest
+            )
         else:
             result = handler(command, uow)
         failures = self._dispatch(uow.collect_events())

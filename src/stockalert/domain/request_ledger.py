@@ -35,6 +35,7 @@ def run_once(
     uow: UnitOfWork,
     clock: Clock,
     telemetry: Telemetry = NO_TELEMETRY,
+    secret_digest: Callable[[str], str] | None = None,
 ) -> object:
     """Execute `handler` at most once per request key; the reply is stored with the effect.
 
@@ -46,7 +47,7 @@ def run_once(
     """
     parse_request_id(command.request_id)  # a request without an id is never stored
     key = command.ledger_key()
-    fingerprint = command.fingerprint()
+    fingerprint = command.fingerprint(secret_digest)
     for attempt in range(1, _CLAIM_ATTEMPTS + 1):
         try:
             with uow:
