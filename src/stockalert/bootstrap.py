@@ -25,6 +25,7 @@ from stockalert.domain.commands import (
     DropAlerts,
     LoadAlerts,
     LoginUser,
+    LogoutUser,
     RecordQuotes,
     RegisterUser,
     RemoveSubscription,
@@ -101,6 +102,7 @@ def account_commands(
             LoginUser: partial(
                 login.login_user, hasher=hasher, tokens=tokens, clock=clock, decoy_hash=decoy_hash
             ),
+            LogoutUser: login.logout_user,
             SetSubscription: partial(accounts.set_subscription, ids=ids, quotas=limits),
             RemoveSubscription: accounts.remove_subscription,
             DeleteUser: accounts.delete_user,

@@ -148,3 +148,23 @@ def test_pending_notifications_counts_every_users_pending_rows(
         uow.notifications.add(record(4, DeliveryStatus.FAILED))
         uow.commit()
     assert read.pending_notifications() == 2
+
+
+def test_ending_sessions_raises_the_version_the_next_authentication_reads(
+    storage: tuple[Callable[[], UnitOfWork], ReadModel],
+) -> None:
+    """Users start at session version 0; end_sessions raises one user's by one, committed
+    and seen by the next read; no user: None."""
+    new_uow, read = storage
+    seed(new_uow)
+    assert (read.session_version("u1"), read.session_version("u2")) == (0, 0)
+    for _ in range(2):
+        with new_uow() as uow:
+            uow.users.end_sessions("u1")
+            uow.commit()
+    assert (read.session_version("u1"), read.session_version("u2")) == (2, 0)
+    with new_uow() as uow:
+        user = uow.users.get("u1")
+    assert user is not None
+    assert user.session_version == 2
+    assert read.session_version("nobody") is None

@@ -283,3 +283,42 @@ def test_a_token_issued_in_the_future_is_refused(container: Any, channel: grpc.C
     commands.DeleteUser(
         pb.DeleteUserRequest(request_id="d2"), metadata=[("authorization", f"Bearer {skewed}")]
     )
+
+
+def test_logout_ends_every_session_of_the_user_on_both_services(
+    channel: grpc.Channel,
+) -> None:
+    """Two logins (two devices); LogoutUser with one token: both tokens are refused by the
+    command and the query service; another user is untouched; a new login works."""
+    commands, queries = pb_grpc.CommandServiceStub(channel), pb_grpc.QueryServiceStub(channel)
+    register(commands, "hal@example.com", "AAPL")
+    register(commands, "ivy@example.com", "AAPL")
+
+    def login(email: str) -> list[tuple[str, str]]:
+        reply = commands.LoginUser(pb.LoginUserRequest(email=email, password=PASSWORD))
+        return [("authorization", f"Bearer {reply.token}")]
+
+    laptop, phone, other = (
+        login("hal@example.com"),
+        login("hal@example.com"),
+        login("ivy@example.com"),
+    )
+    queries.ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=phone)
+
+    commands.LogoutUser(pb.LogoutUserRequest(), metadata=laptop)
+
+    for token in (laptop, phone):
+        for call in (
+            lambda md: queries.ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=md),
+            lambda md: commands.SetSubscription(
+                pb.SetSubscriptionRequest(request_id="s", ticker="MSFT"), metadata=md
+            ),
+            lambda md: commands.LogoutUser(pb.LogoutUserRequest(), metadata=md),
+        ):
+            with pytest.raises(grpc.RpcError) as excinfo:
+                call(token)
+            assert excinfo.value.code() is grpc.StatusCode.UNAUTHENTICATED
+            assert "this session has ended" in (excinfo.value.details() or "")
+    queries.ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=other)
+    again = login("hal@example.com")
+    assert queries.ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=again).subscriptions

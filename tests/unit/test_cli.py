@@ -162,13 +162,36 @@ def test_stockalert_token_environment_variable_is_used_instead_of_the_file(
 ) -> None:
     """STOCKALERT_TOKEN authenticates without a file and wins over a stored token."""
     token = json.loads(token_file(config_home).read_text())["token"]
-    assert run("logout") == 0
+    token_file(config_home).unlink()
     monkeypatch.setenv("STOCKALERT_TOKEN", token)
     assert run("subscriptions") == 0
 
     assert run("login", EMAIL, "--password-stdin") == 0
     monkeypatch.setenv("STOCKALERT_TOKEN", "not-a-token")
     assert run("subscriptions") == 4
+
+
+def test_logout_ends_the_session_everywhere_not_only_here(
+    run: Cli,
+    registered: str,
+    config_home: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A copy of the token (another machine, a leaked one) is refused after `logout`; a new
+    login works; logging out again without a token is fine."""
+    copied = json.loads(token_file(config_home).read_text())["token"]
+    assert run("logout") == 0
+    assert "logged out everywhere" in capsys.readouterr().out
+    assert not token_file(config_home).exists()
+    monkeypatch.setenv("STOCKALERT_TOKEN", copied)
+    assert run("subscriptions") == 4
+    assert "this session has ended (logged out)" in capsys.readouterr().err
+    monkeypatch.delenv("STOCKALERT_TOKEN")
+    assert run("login", EMAIL, "--password-stdin") == 0
+    assert run("subscriptions") == 0
+    assert run("logout") == 0
+    assert run("logout") == 0
 
 
 def test_delete_account_logs_in_again_deletes_everything_and_forgets_the_token(

@@ -17,7 +17,8 @@ VERIFIED_CACHE = 4096  # tokens whose signature and claims were checked (~0.05 m
 
 
 class JwtTokens:
-    """TokenIssuer port: `sub` = user id, `iat` = login time, `exp` = expiry."""
+    """TokenIssuer port: `sub` = user id, `iat` = login time, `exp` = expiry, `sv` = the
+    user's session version at login (absent in tokens from before: 0)."""
 
     def __init__(self, secret: str, ttl: timedelta = timedelta(hours=12)) -> None:
         if len(secret.encode()) < MIN_SECRET_BYTES:
@@ -29,10 +30,16 @@ class JwtTokens:
         # oldest half goes (dicts keep insertion order; single operations are thread-safe).
         self._verified: dict[str, tuple[TokenClaims, datetime]] = {}
 
-    def issue(self, user_id: str, now: datetime) -> tuple[str, datetime]:
+    def issue(self, user_id: str, now: datetime, session_version: int = 0) -> tuple[str, datetime]:
         issued = now.replace(microsecond=0)
         expires = issued + self._ttl
-        claims = {"sub": user_id, "iss": ISSUER, "iat": issued, "exp": expires}
+        claims = {
+            "sub": user_id,
+            "iss": ISSUER,
+            "iat": issued,
+            "exp": expires,
+            "sv": session_version,
+        }
         return jwt.encode(claims, self._secret, algorithm="HS256"), expires
 
     def verify(self, token: str, now: datetime) -> TokenClaims:
@@ -71,9 +78,12 @@ class JwtTokens:
             )
             expires = _instant(claims["exp"])
             issued = _instant(claims["iat"])
+            version = claims.get("sv", 0)
+            if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+                raise TypeError("sv is not a session version")
         except (jwt.PyJWTError, ValueError, OverflowError, OSError, TypeError):
             raise Unauthenticated("invalid token") from None
-        return TokenClaims(str(claims["sub"]), issued), expires
+        return TokenClaims(str(claims["sub"]), issued, version), expires
 
 
 class KeyedDigest:

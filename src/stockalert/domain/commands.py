@@ -157,6 +157,14 @@ class LoginUser(Command):
 
 
 @attrs.frozen
+class LogoutUser(Command):
+    """End every session of a user (not idempotent by request id: a second logout only
+    ends the sessions begun since, which is what a user asking again wants)."""
+
+    user_id: str
+
+
+@attrs.frozen
 class CollectPrices(Command):
     """One collection cycle: fetch the tickers in use, store and publish the new quotes,
     and mark each ticker ACTIVE, UNKNOWN or STALE (no quote newer than `stale_after_s`)."""

@@ -190,6 +190,9 @@ class User:
     email: Email
     password_hash: str
     created_at: datetime
+    # Goes up at each logout: a token carries the version it was issued under and is
+    # refused once it is not the user's current one.
+    session_version: int = 0
 
 
 @attrs.frozen

@@ -116,13 +116,14 @@ class TokenClaims:
 
     user_id: str
     issued_at: datetime
+    session_version: int = 0  # the user's session version when it was issued
 
 
 class TokenIssuer(Protocol):
     """Signs and verifies expiring bearer tokens."""
 
-    def issue(self, user_id: str, now: datetime) -> tuple[str, datetime]:
-        """A token for the user and the time it expires."""
+    def issue(self, user_id: str, now: datetime, session_version: int = 0) -> tuple[str, datetime]:
+        """A token for the user (of their current session version) and when it expires."""
         ...
 
     def verify(self, token: str, now: datetime) -> TokenClaims:
@@ -185,6 +186,10 @@ class UserRepository(Protocol):
     def get_by_email(self, email: Email) -> User | None: ...
     def existing(self, user_ids: Collection[str]) -> set[str]:
         """Those of `user_ids` that are users (not deleted)."""
+        ...
+
+    def end_sessions(self, user_id: str) -> None:
+        """Raise the user's session version by one: their tokens so far stop working."""
         ...
 
     def delete(self, user_id: str) -> None: ...
@@ -418,6 +423,10 @@ class ReadModel(Protocol):
     None when there is no such user (one read answers both questions)."""
 
     def user_exists(self, user_id: str) -> bool: ...
+    def session_version(self, user_id: str) -> int | None:
+        """The user's current session version; None when there is no such user."""
+        ...
+
     def watched_tickers(self, user_id: str) -> list[Ticker] | None: ...
     def latest_of_watched(
         self, user_id: str, ticker: Ticker | None = None

@@ -15,15 +15,11 @@ class Query:
 
 @attrs.frozen
 class Authenticate(Query):
-    """Who a bearer token belongs to; rejects expired and forged tokens, and (unless
-    `check_account` is off) deleted users' tokens.
-
-    A caller whose next step resolves the account anyway (every query and user command does:
-    NotFound with field "user_id" when it is gone) turns `check_account` off and saves a read;
-    it must then treat that NotFound as the token's account no longer existing."""
+    """Who a bearer token belongs to; rejects expired and forged tokens, deleted users'
+    tokens and the tokens of sessions the user ended (LogoutUser): one read of the user's
+    session version on every call."""
 
     token: str = attrs.field(repr=False)
-    check_account: bool = True
 
 
 @attrs.frozen

@@ -123,6 +123,12 @@ class StockAlertClient:
         self.token = reply.token
         return reply
 
+    def logout(self) -> pb.LogoutUserReply:
+        """End every session of this client's user (all their tokens, everywhere)."""
+        reply = self._call(self._commands.LogoutUser, pb.LogoutUserRequest())
+        self.token = None
+        return cast("pb.LogoutUserReply", reply)
+
     def set_subscription(
         self, ticker: str, request_id: str | None = None, **fields: Any
     ) -> pb.SubscriptionReply:

@@ -17,6 +17,7 @@ from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from stockalert.domain.commands import (
     DeleteUser,
     LoginUser,
+    LogoutUser,
     RegisterUser,
     RemoveSubscription,
     SetSubscription,
@@ -167,15 +168,14 @@ def notification_message(record: NotificationRecord) -> pb.Notification:
 
 
 class _Authenticated:
-    """The caller of an RPC, from its bearer token. The token is verified only: every query
-    and command of a signed-in user reads the user anyway, and its NotFound("user_id") (a
-    deleted account) becomes UNAUTHENTICATED in `rpc`, one read fewer per call."""
+    """The caller of an RPC, from its bearer token: verified, and its session version
+    checked against the user's (a logged-out session, a deleted account: UNAUTHENTICATED)."""
 
     def __init__(self, bus: MessageBus) -> None:
         self._bus = bus
 
     def principal(self, context: grpc.ServicerContext) -> Principal:
-        answer = self._bus.ask(Authenticate(bearer_token(context), check_account=False))
+        answer = self._bus.ask(Authenticate(bearer_token(context)))
         assert isinstance(answer, Principal)
         return answer
 
@@ -209,6 +209,14 @@ class CommandServicer(pb_grpc.CommandServiceServicer, _Authenticated):
         reply = self._bus.handle(LoginUser(request.email, request.password))
         assert isinstance(reply, LoggedIn)
         return pb.LoginUserReply(token=reply.token, expires_at=timestamp(reply.expires_at))
+
+    @rpc
+    def LogoutUser(
+        self, request: pb.LogoutUserRequest, context: grpc.ServicerContext
+    ) -> pb.LogoutUserReply:
+        user = self.principal(context)
+        self._bus.handle(LogoutUser(user.user_id))
+        return pb.LogoutUserReply()
 
     @rpc
     def SetSubscription(

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any, Self, TypeVar, cast
 
+import attrs
+
 from stockalert.adapters.outbox import Checkpoints, OutboxEncoder, OutboxRow
 from stockalert.domain.commands import RequestKey
 from stockalert.domain.events import Event
@@ -124,6 +126,12 @@ class MemoryUserRepository(_Repo):
 
     def existing(self, user_ids: Collection[str]) -> set[str]:
         return {u for u in user_ids if u in self._store.users}
+
+    def end_sessions(self, user_id: str) -> None:
+        user = self._store.users.get(user_id)
+        if user is not None:
+            later = attrs.evolve(user, session_version=user.session_version + 1)
+            self._journal().set(self._store.users, user_id, later)
 
     def delete(self, user_id: str) -> None:
         user = self._store.users.get(user_id)
@@ -499,6 +507,10 @@ class MemoryReadModel:
 
     def user_exists(self, user_id: str) -> bool:
         return user_id in self._store.users
+
+    def session_version(self, user_id: str) -> int | None:
+        user = self._store.users.get(user_id)
+        return None if user is None else user.session_version
 
     def watched_tickers(self, user_id: str) -> list[Ticker] | None:
         with self._store.lock:

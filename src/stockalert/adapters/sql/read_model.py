@@ -44,6 +44,8 @@ def _reads(method: F) -> F:
 
 _users, _subs, _quotes = t.users.c, t.subscriptions.c, t.quotes.c
 _newest = t.quotes.alias("newest")
+# Asked on every authenticated call (built once: a prebuilt statement keeps its cache key).
+_SESSION_VERSION = select(_users.session_version).where(_users.user_id == bindparam("b_user_id"))
 
 
 def _watched_latest(one_ticker: bool) -> Select[Any]:
@@ -127,6 +129,12 @@ class SqlReadModel:
     def user_exists(self, user_id: str) -> bool:
         with self._engine.connect() as conn:
             return self._exists(conn, user_id)
+
+    @_reads
+    def session_version(self, user_id: str) -> int | None:
+        with self._engine.connect() as conn:
+            version = conn.execute(_SESSION_VERSION, {"b_user_id": user_id}).scalar()
+        return None if version is None else int(version)
 
     @staticmethod
     def _exists(conn: Connection, user_id: str) -> bool:

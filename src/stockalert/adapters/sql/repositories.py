@@ -203,6 +203,7 @@ class SqlUserRepository(_Repo):
                         email=user.email.value,
                         password_hash=user.password_hash,
                         created_at=user.created_at,
+                        session_version=user.session_version,
                     )
                 )
         except IntegrityError:
@@ -227,12 +228,20 @@ class SqlUserRepository(_Repo):
             )
         return found
 
+    def end_sessions(self, user_id: str) -> None:
+        version = t.users.c.session_version
+        self._conn().execute(
+            update(t.users).where(t.users.c.user_id == user_id).values(session_version=version + 1)
+        )
+
     def delete(self, user_id: str) -> None:
         self._conn().execute(delete(t.users).where(t.users.c.user_id == user_id))
 
 
 def _user(row: Any) -> User:
-    return User(row.user_id, Email(row.email), row.password_hash, row.created_at)
+    return User(
+        row.user_id, Email(row.email), row.password_hash, row.created_at, row.session_version
+    )
 
 
 class SqlSubscriptionRepository(_Repo):

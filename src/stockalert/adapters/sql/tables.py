@@ -73,6 +73,8 @@ users = Table(
     Column("email", String(EMAIL_LENGTH), nullable=False, unique=True),
     Column("password_hash", String(255), nullable=False),
     Column("created_at", UtcDateTime(), nullable=False),
+    # Raised at each logout; a token of an older version is refused (0007).
+    Column("session_version", Integer(), nullable=False, server_default="0"),
 )
 
 subscriptions = Table(

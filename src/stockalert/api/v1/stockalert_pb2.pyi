@@ -107,6 +107,14 @@ class LoginUserReply(_message.Message):
     expires_at: _timestamp_pb2.Timestamp
     def __init__(self, token: _Optional[str] = ..., expires_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
+class LogoutUserRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class LogoutUserReply(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
 class SetSubscriptionRequest(_message.Message):
     __slots__ = ("request_id", "ticker", "high_value", "low_value", "rearm_percent", "cooldown_s", "remind_every_s", "clear_high_value", "clear_low_value")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]

@@ -47,6 +47,11 @@ class CommandServiceStub:
                 request_serializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.LoginUserRequest.SerializeToString,
                 response_deserializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.LoginUserReply.FromString,
                 _registered_method=True)
+        self.LogoutUser = channel.unary_unary(
+                '/stockalert.v1.CommandService/LogoutUser',
+                request_serializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.LogoutUserRequest.SerializeToString,
+                response_deserializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.LogoutUserReply.FromString,
+                _registered_method=True)
         self.SetSubscription = channel.unary_unary(
                 '/stockalert.v1.CommandService/SetSubscription',
                 request_serializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.SetSubscriptionRequest.SerializeToString,
@@ -78,6 +83,14 @@ class CommandServiceServicer:
 
     def LoginUser(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def LogoutUser(self, request, context):
+        """Ends every session of the caller: every token issued to them so far is refused from now
+        on, by every API instance (a per-user session version, checked on every call).
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -115,6 +128,11 @@ def add_CommandServiceServicer_to_server(servicer, server):
                     servicer.LoginUser,
                     request_deserializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.LoginUserRequest.FromString,
                     response_serializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.LoginUserReply.SerializeToString,
+            ),
+            'LogoutUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.LogoutUser,
+                    request_deserializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.LogoutUserRequest.FromString,
+                    response_serializer=stockalert_dot_api_dot_v1_dot_stockalert__pb2.LogoutUserReply.SerializeToString,
             ),
             'SetSubscription': grpc.unary_unary_rpc_method_handler(
                     servicer.SetSubscription,
@@ -189,6 +207,33 @@ class CommandService:
             '/stockalert.v1.CommandService/LoginUser',
             stockalert_dot_api_dot_v1_dot_stockalert__pb2.LoginUserRequest.SerializeToString,
             stockalert_dot_api_dot_v1_dot_stockalert__pb2.LoginUserReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def LogoutUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/stockalert.v1.CommandService/LogoutUser',
+            stockalert_dot_api_dot_v1_dot_stockalert__pb2.LogoutUserRequest.SerializeToString,
+            stockalert_dot_api_dot_v1_dot_stockalert__pb2.LogoutUserReply.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import logging
 
-from stockalert.domain.commands import LoginUser
+from stockalert.domain.commands import LoginUser, LogoutUser
 from stockalert.domain.errors import InvalidArgument, Unauthenticated
 from stockalert.domain.model import Email
 from stockalert.domain.ports import Clock, PasswordHasher, TokenIssuer, UnitOfWork
-from stockalert.domain.views import LoggedIn
+from stockalert.domain.views import Done, LoggedIn
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +33,16 @@ def login_user(
     if user is None or not matches:
         log.info("event=login_failed")
         raise Unauthenticated("wrong e-mail or password")
-    token, expires_at = tokens.issue(user.user_id, clock.now())
+    token, expires_at = tokens.issue(user.user_id, clock.now(), user.session_version)
     log.info("event=login user_id=%s", user.user_id)
     return LoggedIn(token, expires_at)
+
+
+def logout_user(cmd: LogoutUser, uow: UnitOfWork) -> Done:
+    """End every session of the user: the tokens issued so far are refused from now on, by
+    every API instance (each call checks the session version)."""
+    with uow:
+        uow.users.end_sessions(cmd.user_id)
+        uow.commit()
+    log.info("event=logout user_id=%s", cmd.user_id)
+    return Done()

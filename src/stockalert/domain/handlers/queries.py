@@ -23,12 +23,16 @@ from stockalert.domain.views import AverageValue, LatestValue, Principal, Subscr
 def authenticate(
     query: Authenticate, read: ReadModel, *, tokens: TokenIssuer, clock: Clock
 ) -> Principal:
-    """The caller behind a bearer token; a deleted user's token is no longer valid."""
+    """The caller behind a bearer token; the token of a deleted user, or of a session the
+    user ended, is no longer valid."""
     if not query.token:
         raise Unauthenticated("missing bearer token")
     claims = tokens.verify(query.token, clock.now())
-    if query.check_account and not read.user_exists(claims.user_id):
+    version = read.session_version(claims.user_id)
+    if version is None:
         raise Unauthenticated("the account of this token no longer exists")
+    if version != claims.session_version:
+        raise Unauthenticated("this session has ended (logged out); log in again")
     return Principal(claims.user_id, claims.issued_at)
 
 

@@ -12,9 +12,10 @@ from collections.abc import Callable
 from datetime import UTC
 from typing import Any
 
+import grpc
 from google.protobuf.json_format import MessageToDict
 
-from stockalert.adapters.grpc.client import StockAlertClient
+from stockalert.adapters.grpc.client import ApiError, StockAlertClient
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.entrypoints.cli.token_file import forget_token, load_token, save_token
 
@@ -122,8 +123,18 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    forget_token()
-    print(json.dumps({"logged_out": True}) if args.json else "logged out")
+    """End the user's sessions on the server (every token of theirs, on every machine), then
+    forget the local token; the local token goes even when the server cannot be told."""
+    try:
+        if load_token().get("token"):
+            with client_for(args) as client:
+                client.logout()
+    except ApiError as err:
+        if err.code != grpc.StatusCode.UNAUTHENTICATED:  # refused already: nothing to end
+            raise
+    finally:
+        forget_token()
+    print(json.dumps({"logged_out": True}) if args.json else "logged out everywhere")
     return 0
 
 
