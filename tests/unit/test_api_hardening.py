@@ -307,16 +307,15 @@ def test_logout_ends_every_session_of_the_user_on_both_services(
 
     commands.LogoutUser(pb.LogoutUserRequest(), metadata=laptop)
 
+    calls: list[tuple[Callable[..., Any], Any]] = [
+        (queries.ListSubscriptions, pb.ListSubscriptionsRequest()),
+        (commands.SetSubscription, pb.SetSubscriptionRequest(request_id="s", ticker="MSFT")),
+        (commands.LogoutUser, pb.LogoutUserRequest()),
+    ]
     for token in (laptop, phone):
-        for call in (
-            lambda md: queries.ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=md),
-            lambda md: commands.SetSubscription(
-                pb.SetSubscriptionRequest(request_id="s", ticker="MSFT"), metadata=md
-            ),
-            lambda md: commands.LogoutUser(pb.LogoutUserRequest(), metadata=md),
-        ):
+        for call, request in calls:
             with pytest.raises(grpc.RpcError) as excinfo:
-                call(token)
+                call(request, metadata=token)
             assert excinfo.value.code() is grpc.StatusCode.UNAUTHENTICATED
             assert "this session has ended" in (excinfo.value.details() or "")
     queries.ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=other)
