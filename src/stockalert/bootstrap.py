@@ -50,7 +50,7 @@ from stockalert.domain.handlers import (
     queries,
 )
 from stockalert.domain.messagebus import HandlerSet, MessageBus
-from stockalert.domain.model import Quotas, RetryPolicy
+from stockalert.domain.model import LoginThrottle, Quotas, RetryPolicy
 from stockalert.domain.ports import (
     NO_TELEMETRY,
     Clock,
@@ -89,6 +89,7 @@ def account_commands(
     tokens: TokenIssuer,
     clock: Clock,
     quotas: Quotas | None = None,
+    digest: Callable[[str], str] = login.unkeyed_digest,
 ) -> HandlerSet:
     """Register, log in, set and remove subscriptions, delete the account."""
     # Unknown e-mails are checked against this, so a failed login takes as long either way.
@@ -100,7 +101,13 @@ def account_commands(
                 accounts.register_user, ids=ids, hasher=hasher, clock=clock, quotas=limits
             ),
             LoginUser: partial(
-                login.login_user, hasher=hasher, tokens=tokens, clock=clock, decoy_hash=decoy_hash
+                login.login_user,
+                hasher=hasher,
+                tokens=tokens,
+                clock=clock,
+                decoy_hash=decoy_hash,
+                throttle=LoginThrottle(),
+                digest=digest,
             ),
             LogoutUser: login.logout_user,
             SetSubscription: partial(accounts.set_subscription, ids=ids, quotas=limits),

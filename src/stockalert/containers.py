@@ -201,6 +201,7 @@ class Accounts(containers.DeclarativeContainer):
         tokens=auth.tokens,
         clock=core.clock,
         quotas=core.quotas,
+        digest=auth.digest,
     )
 
 

@@ -21,6 +21,8 @@ from stockalert.adapters.grpc.server import RunningServer, start, stop
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from stockalert.containers import in_memory_config
+from stockalert.domain.commands import LoginUser, RegisterUser
+from stockalert.domain.errors import DomainError
 from stockalert.domain.model import Email, Ticker
 from tests.wiring import build_container
 
@@ -321,3 +323,75 @@ def test_logout_ends_every_session_of_the_user_on_both_services(
     queries.ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=other)
     again = login("hal@example.com")
     assert queries.ListSubscriptions(pb.ListSubscriptionsRequest(), metadata=again).subscriptions
+
+
+# ----- login throttling ------------------------------------------------------------------------
+
+
+def login_code(commands: pb_grpc.CommandServiceStub, email: str, password: str) -> str:
+    """The status of one login ("OK" or the code's name), and its details after a colon."""
+    try:
+        commands.LoginUser(pb.LoginUserRequest(email=email, password=password))
+    except grpc.RpcError as err:
+        return f"{err.code().name}: {err.details()}"
+    return "OK"
+
+
+def test_failed_logins_are_throttled_with_growing_delays_then_forgotten(
+    container: Any, channel: grpc.Channel, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Five wrong passwords cost nothing; the sixth makes the account wait 1 s from this
+    address, the seventh 2 s: meanwhile even the right password is refused without being
+    checked; once the wait is over the right one works and clears the count. The log names
+    the account by a keyed hash and the client by its address, never the e-mail."""
+    caplog.set_level(logging.INFO)
+    commands = pb_grpc.CommandServiceStub(channel)
+    clock = container.core.clock()
+    register(commands, "jay@example.com")
+    wrong = "UNAUTHENTICATED: wrong e-mail or password"
+    for _ in range(6):
+        assert login_code(commands, "jay@example.com", "guess") == wrong
+    throttled = (
+        "RESOURCE_EXHAUSTED: email: too many failed logins for this account from this "
+        "address; retry in {} s"
+    )
+    assert login_code(commands, "jay@example.com", PASSWORD) == throttled.format(1)
+    clock.advance(1)
+    assert login_code(commands, "jay@example.com", "guess") == wrong  # the 7th: 2 s
+    clock.advance(1)
+    assert login_code(commands, "jay@example.com", PASSWORD) == throttled.format(1)
+    clock.advance(1)
+    assert login_code(commands, "jay@example.com", PASSWORD) == "OK"
+    for _ in range(5):  # the count was cleared: five free failures again
+        assert login_code(commands, "jay@example.com", "guess") == wrong
+
+    lines = [r.getMessage() for r in caplog.records if "event=login_failed" in r.getMessage()]
+    assert len(lines) == 12
+    assert all("peer=127.0.0.1" in line and "account=" in line for line in lines)
+    assert not [r for r in caplog.records if "jay@example.com" in r.getMessage()]
+
+
+def test_an_attacker_cannot_lock_the_user_out_from_their_own_address(container: Any) -> None:
+    """Guesses from one address wait up to 15 minutes there; the user's own address is
+    unaffected until the whole account has 20 failures, and then waits at most 30 s."""
+    bus, clock = container.bus(), container.core.clock()
+    bus.handle(RegisterUser("r", "kim@example.com", PASSWORD))
+
+    def login(password: str, peer: str) -> str:
+        try:
+            bus.handle(LoginUser("kim@example.com", password, peer))
+        except DomainError as err:
+            return err.code.name
+        return "OK"
+
+    for _ in range(12):
+        assert login("guess", "203.0.113.9") in ("UNAUTHENTICATED", "RESOURCE_EXHAUSTED")
+        clock.advance(0.5)
+    assert login(PASSWORD, "203.0.113.9") == "RESOURCE_EXHAUSTED"
+    assert login(PASSWORD, "198.51.100.4") == "OK"  # the user, elsewhere
+
+    for n in range(25):  # a botnet: a new address each time
+        assert login("guess", f"10.0.{n}.1") in ("UNAUTHENTICATED", "RESOURCE_EXHAUSTED")
+    assert login(PASSWORD, "198.51.100.4") == "RESOURCE_EXHAUSTED"
+    clock.advance(30)
+    assert login(PASSWORD, "198.51.100.4") == "OK"

@@ -150,10 +150,12 @@ class DeleteUser(IdempotentCommand):
 
 @attrs.frozen
 class LoginUser(Command):
-    """Exchange e-mail and password for an expiring bearer token (changes nothing)."""
+    """Exchange e-mail and password for an expiring bearer token (a failure is counted
+    against the account and `peer`, the client's address, for throttling)."""
 
     email: str
     password: str = attrs.field(repr=False, metadata=SECRET)
+    peer: str = ""
 
 
 @attrs.frozen

@@ -224,6 +224,50 @@ class Quotas:
     tickers: int = attrs.field(default=5_000, validator=attrs.validators.ge(1))
 
 
+@attrs.frozen
+class ThrottleRule:
+    """Failed logins counted under one key: the account from one client address
+    (`account+peer`), one client address over all accounts (`peer`), or one account from
+    everywhere (`account`). `free` failures cost nothing; each further one makes the key wait
+    `base_delay_s`, doubling, at most `max_delay_s`."""
+
+    scope: str = attrs.field(validator=attrs.validators.in_(("account+peer", "peer", "account")))
+    free: int = attrs.field(validator=attrs.validators.ge(1))
+    max_delay_s: float = attrs.field(validator=attrs.validators.gt(0))
+
+
+@attrs.frozen
+class LoginThrottle:
+    """Brute-force protection. An attacker's guesses at one account from one address wait
+    up to 15 minutes, but cannot lock the user out from their own address; spraying many
+    accounts from one address is slowed the same way; many addresses at one account (a
+    botnet) make everyone wait at most 30 s per attempt. Failures are forgotten `window_s`
+    after the last one, and a successful login clears its account's counts."""
+
+    rules: tuple[ThrottleRule, ...] = (
+        ThrottleRule("account+peer", free=5, max_delay_s=900.0),
+        ThrottleRule("peer", free=50, max_delay_s=900.0),
+        ThrottleRule("account", free=20, max_delay_s=30.0),
+    )
+    base_delay_s: float = 1.0
+    window_s: float = 900.0
+
+    def delay_s(self, rule: ThrottleRule, failures: int) -> float:
+        """How long a key waits after its `failures`-th failure."""
+        if failures <= rule.free:
+            return 0.0
+        return min(rule.max_delay_s, self.base_delay_s * 2.0 ** min(failures - rule.free - 1, 40))
+
+
+@attrs.frozen
+class FailedLogins:
+    """The failed logins counted under one throttle key."""
+
+    failures: int
+    last_failure_at: datetime
+    blocked_until: datetime | None = None
+
+
 CORRELATION_ID_LENGTH = 64
 _CORRELATION_ID_RE = re.compile(rf"^[A-Za-z0-9_-]{{1,{CORRELATION_ID_LENGTH}}}\Z")
 

@@ -15,6 +15,7 @@ from stockalert.domain.errors import ErrorCode, error_from_reply
 from stockalert.domain.events import Event
 from stockalert.domain.model import (
     Email,
+    FailedLogins,
     Notification,
     NotificationRecord,
     Quote,
@@ -193,6 +194,20 @@ class UserRepository(Protocol):
         ...
 
     def delete(self, user_id: str) -> None: ...
+
+
+class LoginFailureRepository(Protocol):
+    """Failed logins per throttle key (shared by every command-api instance)."""
+
+    def get_many(self, keys: Collection[str]) -> dict[str, FailedLogins]: ...
+    def save(self, key: str, state: FailedLogins) -> None:
+        """Insert or replace."""
+        ...
+
+    def clear(self, keys: Collection[str]) -> None: ...
+    def forget_before(self, cutoff: datetime) -> int:
+        """Drop keys whose last failure is older than `cutoff`; how many went."""
+        ...
 
 
 class SubscriptionRepository(Protocol):
@@ -387,6 +402,8 @@ class UnitOfWork(Protocol):
     def notifications(self) -> NotificationLedger: ...
     @property
     def requests(self) -> RequestLedger: ...
+    @property
+    def login_failures(self) -> LoginFailureRepository: ...
 
     def __enter__(self) -> Self: ...
 

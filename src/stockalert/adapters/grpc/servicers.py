@@ -104,6 +104,17 @@ def rpc(method: F) -> F:
     return cast("F", wrapper)
 
 
+def peer_host(peer: str) -> str:
+    """The client's address without its port: "ipv4:10.0.0.7:5123" -> "10.0.0.7",
+    "ipv6:[::1]:5123" -> "::1" (behind a proxy: the proxy's)."""
+    kind, _, rest = peer.partition(":")
+    if kind == "ipv4":
+        return rest.rpartition(":")[0] or rest
+    if kind == "ipv6":
+        return rest.rpartition(":")[0].strip("[]") or rest
+    return peer[:100]
+
+
 def bearer_token(context: grpc.ServicerContext) -> str:
     """The token of `authorization: Bearer <token>` metadata."""
     values = [v for k, v in context.invocation_metadata() if k == "authorization"]
@@ -206,7 +217,9 @@ class CommandServicer(pb_grpc.CommandServiceServicer, _Authenticated):
     def LoginUser(
         self, request: pb.LoginUserRequest, context: grpc.ServicerContext
     ) -> pb.LoginUserReply:
-        reply = self._bus.handle(LoginUser(request.email, request.password))
+        reply = self._bus.handle(
+            LoginUser(request.email, request.password, peer_host(context.peer()))
+        )
         assert isinstance(reply, LoggedIn)
         return pb.LoginUserReply(token=reply.token, expires_at=timestamp(reply.expires_at))
 

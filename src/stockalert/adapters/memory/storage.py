@@ -26,6 +26,7 @@ from stockalert.domain.model import (
     ARMED,
     DeliveryStatus,
     Email,
+    FailedLogins,
     NotificationRecord,
     Quote,
     Side,
@@ -64,6 +65,7 @@ class MemoryStore:
         self.outbox_ids = itertools.count(1)
         self.outbox_checkpoints: dict[tuple[str, int], int] = {}
         self.leases: dict[str, tuple[str, datetime]] = {}
+        self.login_failures: dict[str, FailedLogins] = {}
 
     def snapshot(self, *, without: Collection[str] = ()) -> dict[str, dict[Any, Any]]:
         """A copy of every table (but those named in `without`), to compare before and after:
@@ -138,6 +140,27 @@ class MemoryUserRepository(_Repo):
         if user is not None:
             self._journal().pop(self._store.user_by_email, user.email)
             self._journal().pop(self._store.users, user_id)
+
+
+class MemoryLoginFailureRepository(_Repo):
+    """Failed logins per throttle key."""
+
+    def get_many(self, keys: Collection[str]) -> dict[str, FailedLogins]:
+        found = self._store.login_failures
+        return {key: found[key] for key in keys if key in found}
+
+    def save(self, key: str, state: FailedLogins) -> None:
+        self._journal().set(self._store.login_failures, key, state)
+
+    def clear(self, keys: Collection[str]) -> None:
+        for key in keys:
+            if key in self._store.login_failures:
+                self._journal().pop(self._store.login_failures, key)
+
+    def forget_before(self, cutoff: datetime) -> int:
+        old = [k for k, v in self._store.login_failures.items() if v.last_failure_at < cutoff]
+        self.clear(old)
+        return len(old)
 
 
 class MemorySubscriptionRepository(_Repo):
@@ -402,6 +425,7 @@ class MemoryUnitOfWork:
         self.tickers = MemoryTickerStatusRepository(store, journal)
         self.notifications = MemoryNotificationLedger(store, journal)
         self.requests = MemoryRequestLedger(store, journal)
+        self.login_failures = MemoryLoginFailureRepository(store, journal)
 
     def _current_journal(self) -> _Journal:
         if self._journal is None:

@@ -28,6 +28,7 @@ from stockalert.domain.model import (
     ARMED,
     DeliveryStatus,
     Email,
+    FailedLogins,
     Notification,
     NotificationKind,
     NotificationRecord,
@@ -586,6 +587,38 @@ class SqlTickerStatusRepository(_Repo):
             ):
                 found[Ticker(name)] = TickerStatus(status)
         return found
+
+
+class SqlLoginFailureRepository(_Repo):
+    """Failed logins per throttle key, shared by every command-api instance."""
+
+    def get_many(self, keys: Collection[str]) -> dict[str, FailedLogins]:
+        f = t.login_failures.c
+        query = select(t.login_failures).where(f.throttle_key.in_(sorted(keys)))
+        if self._conn().dialect.name != "sqlite":  # SQLite's writers queue anyway
+            query = query.with_for_update()  # concurrent failures count one after the other
+        return {
+            row.throttle_key: FailedLogins(row.failures, row.last_failure_at, row.blocked_until)
+            for row in self._conn().execute(query)
+        }
+
+    def save(self, key: str, state: FailedLogins) -> None:
+        row = {
+            "throttle_key": key,
+            "failures": state.failures,
+            "last_failure_at": state.last_failure_at,
+            "blocked_until": state.blocked_until,
+        }
+        _upsert(self._conn(), t.login_failures, [row])
+
+    def clear(self, keys: Collection[str]) -> None:
+        f = t.login_failures.c
+        self._conn().execute(delete(t.login_failures).where(f.throttle_key.in_(sorted(keys))))
+
+    def forget_before(self, cutoff: datetime) -> int:
+        f = t.login_failures.c
+        result = self._conn().execute(delete(t.login_failures).where(f.last_failure_at < cutoff))
+        return int(result.rowcount or 0)
 
 
 class SqlNotificationLedger(_Repo):

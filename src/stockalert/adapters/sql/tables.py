@@ -163,6 +163,16 @@ notifications = Table(
     Index(None, "status", "next_attempt_at"),
 )
 
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("throttle_key", String(64), primary_key=True),  # scope and a keyed hash
+    Column("failures", Integer(), nullable=False),
+    Column("last_failure_at", UtcDateTime(), nullable=False),
+    Column("blocked_until", UtcDateTime(), nullable=True),
+    Index(None, "last_failure_at"),
+)
+
 request_ledger = Table(
     "request_ledger",
     metadata,

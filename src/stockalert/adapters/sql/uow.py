@@ -16,6 +16,7 @@ from stockalert.adapters.sql.outbox import write_messages
 from stockalert.adapters.sql.repositories import (
     SqlAlertProgressRepository,
     SqlAlertStateRepository,
+    SqlLoginFailureRepository,
     SqlNotificationLedger,
     SqlQuoteRepository,
     SqlRequestLedger,
@@ -56,6 +57,7 @@ class SqlUnitOfWork:
         self.tickers = SqlTickerStatusRepository(self._conn)
         self.notifications = SqlNotificationLedger(self._conn)
         self.requests = SqlRequestLedger(self._conn, now)
+        self.login_failures = SqlLoginFailureRepository(self._conn)
 
     def _conn(self) -> Connection:
         """The connection, in a transaction: begun at the first statement after entering or

@@ -6,6 +6,7 @@ import logging
 from datetime import timedelta
 
 from stockalert.domain.commands import CleanUp
+from stockalert.domain.model import LoginThrottle
 from stockalert.domain.ports import Clock, UnitOfWork
 from stockalert.domain.views import CleanupReport
 
@@ -18,6 +19,8 @@ def clean_up(cmd: CleanUp, uow: UnitOfWork, *, clock: Clock) -> CleanupReport:
     with uow:
         quotes = uow.quotes.prune(now - timedelta(seconds=cmd.quote_retention_s), cmd.keep_quotes)
         replies = uow.requests.expire_before(now - timedelta(seconds=cmd.request_ttl_s))
+        # Throttle counts past their window count for nothing any more.
+        uow.login_failures.forget_before(now - timedelta(seconds=LoginThrottle().window_s))
         uow.commit()
     log.log(
         logging.INFO if quotes or replies else logging.DEBUG,  # a line only when it removed some
