@@ -90,6 +90,7 @@ def account_commands(
     clock: Clock,
     quotas: Quotas | None = None,
     digest: Callable[[str], str] = login.unkeyed_digest,
+    throttle: LoginThrottle | None = None,
 ) -> HandlerSet:
     """Register, log in, set and remove subscriptions, delete the account."""
     # Unknown e-mails are checked against this, so a failed login takes as long either way.
@@ -106,7 +107,7 @@ def account_commands(
                 tokens=tokens,
                 clock=clock,
                 decoy_hash=decoy_hash,
-                throttle=LoginThrottle(),
+                throttle=throttle or LoginThrottle(),
                 digest=digest,
             ),
             LogoutUser: login.logout_user,

@@ -62,7 +62,7 @@ from stockalert.domain.commands import (
 from stockalert.domain.events import AlertRaised, Event, PriceUpdated
 from stockalert.domain.handlers.delivery import Lane
 from stockalert.domain.messagebus import HandlerSet, MessageBus
-from stockalert.domain.model import Quotas, RetryPolicy
+from stockalert.domain.model import LoginThrottle, Quotas, RetryPolicy
 from stockalert.domain.ports import Mailer, PriceSource, UnitOfWork
 from stockalert.domain.sharding import Shards
 
@@ -149,6 +149,7 @@ class Core(containers.DeclarativeContainer):
         subscriptions_per_user=config.limits.subscriptions_per_user,
         tickers=config.limits.tickers,
     )
+    throttle = providers.Singleton(LoginThrottle, base_delay_s=config.limits.login_delay_s)
     telemetry = providers.Singleton(PrometheusTelemetry, metrics=metrics)
 
     topics = providers.Singleton(topics_of, config.kafka.topics)
@@ -202,6 +203,7 @@ class Accounts(containers.DeclarativeContainer):
         clock=core.clock,
         quotas=core.quotas,
         digest=auth.digest,
+        throttle=core.throttle,
     )
 
 
@@ -664,7 +666,12 @@ def in_memory_config(**overrides: Any) -> dict[str, Any]:
         "grpc_addr": "127.0.0.1:0",
         "query_addr": "127.0.0.1:0",
         "grpc_workers": 8,
-        "limits": {"subscriptions_per_user": 100, "tickers": 5_000, "request_bytes": 65_536},
+        "limits": {
+            "subscriptions_per_user": 100,
+            "tickers": 5_000,
+            "request_bytes": 65_536,
+            "login_delay_s": 1.0,
+        },
         "role": "library",
         "metrics_addr": None,
         "log_format": "text",

@@ -11,6 +11,7 @@ _LIMITS = (
     "STOCKALERT_GRPC_MAX_REQUEST_BYTES",
     "STOCKALERT_MAX_SUBSCRIPTIONS_PER_USER",
     "STOCKALERT_MAX_TICKERS",
+    "STOCKALERT_LOGIN_DELAY_S",
 )
 
 # What each variable means, for `serve ROLE --help` (the README has the full table).
@@ -30,6 +31,8 @@ VARIABLES = {
     " one registration (default 100)",
     "STOCKALERT_MAX_TICKERS": "distinct tickers the whole system may watch (each is fetched"
     " every cycle; default 5000)",
+    "STOCKALERT_LOGIN_DELAY_S": "first wait after too many failed logins, doubling with each"
+    " further one (default 1)",
     "STOCKALERT_METRICS_PORT": "PORT or HOST:PORT of /metrics, /healthz and /readyz (unset: none)",
     "STOCKALERT_LOG_FORMAT": "text (key=value lines, the default) or json (one object per line)",
     "STOCKALERT_PRICE_SOURCE": "yfinance, yfinance-chart or replay:PATH (required)",

@@ -247,10 +247,11 @@ def core_config(environ: Mapping[str, str], role: str = "stockalert") -> dict[st
     }
 
 
-def limits_config(environ: Mapping[str, str]) -> dict[str, int]:
+def limits_config(environ: Mapping[str, str]) -> dict[str, float]:
     """Quotas: subscriptions per user (and per request), distinct tickers in the system,
-    bytes of one gRPC request."""
+    bytes of one gRPC request; the first wait of a throttled login."""
     return {
+        "login_delay_s": _seconds(environ, "STOCKALERT_LOGIN_DELAY_S", 1.0),
         "subscriptions_per_user": _count(
             environ, "STOCKALERT_MAX_SUBSCRIPTIONS_PER_USER", DEFAULT_SUBSCRIPTIONS_PER_USER
         ),
