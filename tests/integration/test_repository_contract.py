@@ -110,12 +110,16 @@ def test_subscriptions_insert_update_and_list(uow_factory: UowFactory) -> None:
         )
         assert sorted(s.subscription_id for s in uow.subscriptions.for_user("u1")) == ["s1", "s2"]
         assert uow.subscriptions.tickers_in_use() == {AAPL, MSFT}
+        assert uow.subscriptions.watched([AAPL, Ticker("NOPE")]) == {AAPL}  # AAPL twice
+        assert uow.subscriptions.watched([]) == set()
+        assert uow.subscriptions.ticker_count() == 2
         assert len(uow.subscriptions.all()) == 3
         uow.subscriptions.delete("s2")
         uow.commit()
     with uow:
         assert uow.subscriptions.get("u1", MSFT) is None
         assert uow.subscriptions.tickers_in_use() == {AAPL}
+        assert uow.subscriptions.ticker_count() == 1
 
 
 def test_alert_states_default_to_armed_and_round_trip(uow_factory: UowFactory) -> None:

@@ -185,6 +185,12 @@ class MemorySubscriptionRepository(_Repo):
     def tickers_in_use(self) -> set[Ticker]:
         return {ticker for _, ticker in self._store.sub_by_user_ticker}
 
+    def watched(self, tickers: Collection[Ticker]) -> set[Ticker]:
+        return self.tickers_in_use() & set(tickers)
+
+    def ticker_count(self) -> int:
+        return len(self.tickers_in_use())
+
     def all(self) -> list[Subscription]:
         return list(self._store.subscriptions.values())
 

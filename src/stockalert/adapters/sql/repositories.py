@@ -301,6 +301,18 @@ class SqlSubscriptionRepository(_Repo):
         rows = self._conn().execute(select(t.subscriptions.c.ticker).distinct())
         return {Ticker(row.ticker) for row in rows}
 
+    def watched(self, tickers: Collection[Ticker]) -> set[Ticker]:
+        s = t.subscriptions.c
+        found: set[Ticker] = set()
+        for chunk in _chunks({ticker.value for ticker in tickers}):
+            rows = self._conn().execute(select(s.ticker).where(s.ticker.in_(chunk)).distinct())
+            found.update(Ticker(row.ticker) for row in rows)
+        return found
+
+    def ticker_count(self) -> int:
+        s = t.subscriptions.c
+        return int(self._conn().scalar(select(func.count(s.ticker.distinct()))) or 0)
+
     def all(self) -> list[Subscription]:
         return [subscription_from_row(row) for row in self._conn().execute(self._select())]
 

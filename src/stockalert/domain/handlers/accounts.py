@@ -109,15 +109,15 @@ def _store_subscription(
 def _check_new_tickers(uow: UnitOfWork, tickers: set[Ticker], quotas: Quotas, field: str) -> None:
     """Refuse subscriptions that would take the system past its distinct tickers (each one
     costs every collection cycle a fetch)."""
-    if not tickers:
+    new = tickers - uow.subscriptions.watched(tickers) if tickers else set()
+    if not new:  # the usual case: watched already, nothing more to fetch
         return
-    in_use = uow.subscriptions.tickers_in_use()
-    new = tickers - in_use
-    if new and len(in_use) + len(new) > quotas.tickers:
+    count = uow.subscriptions.ticker_count()
+    if count + len(new) > quotas.tickers:
         raise QuotaExceeded(
             field,
             f"the system watches at most {quotas.tickers} distinct tickers and has "
-            f"{len(in_use)}; {len(new)} new requested",
+            f"{count}; {len(new)} new requested",
         )
 
 
