@@ -194,6 +194,20 @@ def test_logout_ends_the_session_everywhere_not_only_here(
     assert run("logout") == 0
 
 
+def test_a_throttled_login_exits_75_and_says_when_to_retry(
+    run: Cli, registered: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Six wrong passwords (exit 4 each), then even the right one waits: exit 75
+    (EX_TEMPFAIL) with the server's message naming the wait."""
+    capsys.readouterr()
+    for _ in range(6):
+        assert run("login", EMAIL, "--password-stdin", stdin="wrong password\n") == 4
+    assert run("login", EMAIL, "--password-stdin") == 75
+    assert "too many failed logins for this account from this address; retry in 1 s" in (
+        capsys.readouterr().err
+    )
+
+
 def test_delete_account_logs_in_again_deletes_everything_and_forgets_the_token(
     run: Cli, registered: str, config_home: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
