@@ -17,6 +17,9 @@ from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from tests.integration.conftest import mariadb_url, worker_database_url
 from tests.processes import clean_environ, free_port, kill, spawn, stop, wait_until_serving
+from tests.unit.test_api_hardening import Servers, limited, refused_fast_beside_writes
+
+__all__ = ["limited"]  # a fixture of the unit module, used here on SQLite
 
 pytestmark = pytest.mark.integration
 
@@ -127,3 +130,14 @@ def test_a_logout_at_one_instance_ends_the_session_at_every_instance(
         )
     fresh = [("authorization", f"Bearer {b.LoginUser(login).token}")]
     assert status(a.SetSubscription, watch, metadata=fresh) == "OK"
+
+
+def test_a_10000_subscription_registration_is_refused_fast_beside_writes_on_sqlite(
+    limited: Servers, tmp_path: Path
+) -> None:
+    """The probe's hole, on the embedded storage it hit: SQLite."""
+    database = f"sqlite:///{tmp_path / 'stockalert.db'}"
+    engine = make_engine(database)
+    upgrade(engine)
+    engine.dispose()
+    refused_fast_beside_writes(*limited(database))

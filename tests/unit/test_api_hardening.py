@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import random
+import statistics
 import threading
 import time
 from collections import Counter
@@ -24,7 +25,7 @@ from stockalert.containers import in_memory_config
 from stockalert.domain.commands import LoginUser, RegisterUser
 from stockalert.domain.errors import DomainError
 from stockalert.domain.model import Email, Ticker
-from tests.wiring import build_container
+from tests.wiring import build_container, sql_config
 
 PASSWORD = "correct horse"
 Servers = Callable[..., tuple[Any, pb_grpc.CommandServiceStub]]
@@ -94,8 +95,8 @@ def limited() -> Iterator[Servers]:
     """A server whose container has these limits; its container and a command stub."""
     opened: list[tuple[Any, RunningServer, grpc.Channel]] = []
 
-    def open_server(**limits: int) -> tuple[Any, pb_grpc.CommandServiceStub]:
-        config = in_memory_config()
+    def open_server(database: str = "", **limits: int) -> tuple[Any, pb_grpc.CommandServiceStub]:
+        config = sql_config(database) if database else in_memory_config()
         config["limits"] = {**config["limits"], **limits}
         container = build_container(config=config)
         running = start(
@@ -134,9 +135,15 @@ def token_of(container: Any, user_id: str) -> list[tuple[str, str]]:
 def test_a_10000_subscription_registration_is_refused_fast_while_others_write(
     limited: Servers,
 ) -> None:
-    """~180 KB of subscriptions: RESOURCE_EXHAUSTED from the request size limit before it is
-    parsed, nothing stored; another user's SetSubscription meanwhile answers at once."""
-    container, commands = limited()
+    """~180 KB of subscriptions, sent again and again: RESOURCE_EXHAUSTED from the request
+    size limit before it is parsed, nothing stored; another user's SetSubscriptions meanwhile
+    answer in milliseconds (tests/integration/test_api_hardening.py: the same on SQLite, where
+    the probe held the write lock for 10 s)."""
+    refused_fast_beside_writes(*limited())
+
+
+def refused_fast_beside_writes(container: Any, commands: pb_grpc.CommandServiceStub) -> None:
+    """The 10,000-subscription registration flooding the server while a user writes."""
     alice = register(commands, "alice@example.com", "AAPL")
     huge = pb.RegisterUserRequest(
         request_id="huge",
@@ -148,31 +155,35 @@ def test_a_10000_subscription_registration_is_refused_fast_while_others_write(
     )
     assert huge.ByteSize() > 150_000
     stop_flooding = threading.Event()
-    refused: list[grpc.StatusCode] = []
+    refused: list[tuple[grpc.StatusCode, float]] = []
 
     def flood() -> None:
         while not stop_flooding.is_set():
+            began = time.monotonic()
             with pytest.raises(grpc.RpcError) as excinfo:
                 commands.RegisterUser(huge, timeout=10)
-            refused.append(excinfo.value.code())
+            refused.append((excinfo.value.code(), time.monotonic() - began))
 
     flooder = threading.Thread(target=flood)
     flooder.start()
+    writes: list[float] = []
     try:
-        started = time.monotonic()
         for n in range(20):
+            began = time.monotonic()
             commands.SetSubscription(
                 pb.SetSubscriptionRequest(request_id=f"s{n}", ticker="AAPL", high_value=100.0 + n),
                 metadata=token_of(container, alice),
                 timeout=5,
             )
-        writes_s = time.monotonic() - started
+            writes.append(time.monotonic() - began)
     finally:
         stop_flooding.set()
         flooder.join()
     assert refused, "the flood never got an answer"
-    assert set(refused) == {grpc.StatusCode.RESOURCE_EXHAUSTED}
-    assert writes_s < 5.0, f"20 writes took {writes_s:.1f} s beside the flood"
+    assert {code for code, _ in refused} == {grpc.StatusCode.RESOURCE_EXHAUSTED}
+    # Generous bounds (2 shared cores, other tests beside): the probe saw 10 s and timeouts.
+    assert statistics.median(writes) < 0.25, writes
+    assert statistics.median(took for _, took in refused) < 1.0, refused
     with container.core.uow() as uow:
         assert uow.users.get_by_email(Email("mallory@example.com")) is None
         assert uow.subscriptions.tickers_in_use() == {Ticker("AAPL")}
