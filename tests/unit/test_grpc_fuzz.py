@@ -492,6 +492,10 @@ AUTHENTICATED_RPCS: list[tuple[str, Callable[[World, Any], Any]]] = [
         ),
     ),
     (
+        "LogoutUser",
+        lambda w, md: w.commands.LogoutUser(pb.LogoutUserRequest(), metadata=md, timeout=5),
+    ),
+    (
         "GetLatestValue",
         lambda w, md: w.queries.GetLatestValue(
             pb.GetLatestValueRequest(ticker="AAPL"), metadata=md, timeout=5
@@ -521,7 +525,7 @@ AUTHENTICATED_RPCS: list[tuple[str, Callable[[World, Any], Any]]] = [
 @FUZZ
 @given(rpc=st.sampled_from(AUTHENTICATED_RPCS), authorization=authorizations)
 @example(
-    rpc=AUTHENTICATED_RPCS[5],
+    rpc=AUTHENTICATED_RPCS[6],
     authorization="Bearer "
     + sign({"sub": "nobody", "iss": "stockalert", "iat": 0, "exp": "tomorrow"}, SERVER_SECRET),
 )
