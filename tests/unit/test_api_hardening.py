@@ -406,3 +406,19 @@ def test_an_attacker_cannot_lock_the_user_out_from_their_own_address(container: 
     assert login(PASSWORD, "198.51.100.4") == "RESOURCE_EXHAUSTED"
     clock.advance(30)
     assert login(PASSWORD, "198.51.100.4") == "OK"
+
+
+def test_failed_logins_are_forgotten_fifteen_minutes_after_the_last(
+    container: Any, channel: grpc.Channel
+) -> None:
+    """Five failures, a quarter of an hour of quiet, five more: still no wait (the count
+    started again); without the quiet, the sixth would have waited."""
+    commands = pb_grpc.CommandServiceStub(channel)
+    register(commands, "lou@example.com")
+    wrong = "UNAUTHENTICATED: wrong e-mail or password"
+    for _ in range(5):
+        assert login_code(commands, "lou@example.com", "guess") == wrong
+    container.core.clock().advance(15 * 60 + 1)
+    for _ in range(5):
+        assert login_code(commands, "lou@example.com", "guess") == wrong
+    assert login_code(commands, "lou@example.com", PASSWORD) == "OK"

@@ -63,8 +63,10 @@ def _count_failure(
         counted = 0
         for rule, key in keys.items():
             before = seen.get(key)
-            fresh = before is None or before.last_failure_at < forgotten
-            failures = 1 if fresh or before is None else before.failures + 1
+            if before is None or before.last_failure_at < forgotten:
+                failures = 1  # the first, or the first since the old ones were forgotten
+            else:
+                failures = before.failures + 1
             delay = throttle.delay_s(rule, failures)
             until = now + timedelta(seconds=delay) if delay else None
             uow.login_failures.save(key, FailedLogins(failures, now, until))
