@@ -19,6 +19,7 @@ import pytest
 from google.protobuf.message import DecodeError
 
 from stockalert.adapters.grpc.server import RunningServer, start, stop
+from stockalert.adapters.grpc.servicers import peer_host
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from stockalert.containers import in_memory_config
@@ -422,3 +423,17 @@ def test_failed_logins_are_forgotten_fifteen_minutes_after_the_last(
     for _ in range(5):
         assert login_code(commands, "lou@example.com", "guess") == wrong
     assert login_code(commands, "lou@example.com", PASSWORD) == "OK"
+
+
+@pytest.mark.parametrize(
+    ("peer", "host"),
+    [
+        ("ipv4:10.0.0.7:5123", "10.0.0.7"),
+        ("ipv6:[::1]:5123", "::1"),
+        ("ipv6:%5B2001:db8::7%5D:443", "2001:db8::7"),
+        ("unix:/run/stockalert.sock", "unix:/run/stockalert.sock"),
+    ],
+)
+def test_the_throttle_counts_per_client_host_not_per_connection(peer: str, host: str) -> None:
+    """gRPC's peer string without the port (a new connection must not reset the count)."""
+    assert peer_host(peer) == host

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import urllib.parse
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar, cast
@@ -106,8 +107,9 @@ def rpc(method: F) -> F:
 
 def peer_host(peer: str) -> str:
     """The client's address without its port: "ipv4:10.0.0.7:5123" -> "10.0.0.7",
-    "ipv6:[::1]:5123" -> "::1" (behind a proxy: the proxy's)."""
+    "ipv6:[::1]:5123" (or "ipv6:%5B::1%5D:5123") -> "::1" (behind a proxy: the proxy's)."""
     kind, _, rest = peer.partition(":")
+    rest = urllib.parse.unquote(rest)
     if kind == "ipv4":
         return rest.rpartition(":")[0] or rest
     if kind == "ipv6":
