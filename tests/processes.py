@@ -21,11 +21,35 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 T = TypeVar("T")
 
 
+_GIVEN: set[int] = set()  # the ports free_port handed out in this process
+
+
 def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    """A TCP port on 127.0.0.1 that nothing listens on right now, and that this process was
+    not given before: the kernel often offers again the port it just took back, and two
+    servers of one test got the same one (CI: "Address already in use", exit 78)."""
+    while True:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port not in _GIVEN:
+            _GIVEN.add(port)
+            return port
+
+
+def listening_address(log: Path, server: subprocess.Popen[bytes], timeout: float) -> str:
+    """The address a server started on port 0 listens on, from its `event=grpc_listening`
+    line (no race with another process for a port chosen in advance)."""
+    pattern = re.compile(r"event=grpc_listening address=(\S+?):\d+ port=(\d+)")
+
+    def found() -> str | None:
+        assert server.poll() is None, f"the server exited {server.returncode}: {log.read_text()}"
+        match = pattern.search(log.read_text(errors="replace")) if log.is_file() else None
+        return None if match is None else f"{match.group(1)}:{match.group(2)}"
+
+    address = wait_for(found, timeout, f"the listening line in {log.name}", logs=[log])
+    assert address is not None
+    return address
 
 
 def clean_environ() -> dict[str, str]:

@@ -16,7 +16,14 @@ from stockalert.adapters.sql.migrate import upgrade
 from stockalert.api.v1 import stockalert_pb2 as pb
 from stockalert.api.v1 import stockalert_pb2_grpc as pb_grpc
 from tests.integration.conftest import mariadb_url, worker_database_url
-from tests.processes import clean_environ, free_port, kill, spawn, stop, wait_until_serving
+from tests.processes import (
+    clean_environ,
+    kill,
+    listening_address,
+    spawn,
+    stop,
+    wait_until_serving,
+)
 from tests.unit.test_api_hardening import Servers, limited, refused_fast_beside_writes
 
 __all__ = ["limited"]  # a fixture of the unit module, used here on SQLite
@@ -34,32 +41,35 @@ def instances(tmp_path: Path) -> Iterator[dict[str, Any]]:
     engine = make_engine(url)
     upgrade(engine)
     engine.dispose()
-    addresses = {name: f"127.0.0.1:{free_port()}" for name in ("a", "b", "query")}
+    names = ("a", "b", "query")
     env = clean_environ() | {
         "STOCKALERT_DB_URL": url,
         "STOCKALERT_AUTH_SECRET": SECRET,
         "STOCKALERT_LOGIN_DELAY_S": "60",  # a wait no slow machine outlives by accident
         "STOCKALERT_STATE_DIR": str(tmp_path / "state"),
     }
+    any_port = "127.0.0.1:0"  # each picks a free one and logs it: no race for a port
     processes = {
         name: spawn(
-            env | {"STOCKALERT_GRPC_ADDR": address, "STOCKALERT_QUERY_ADDR": address},
+            env | {"STOCKALERT_GRPC_ADDR": any_port, "STOCKALERT_QUERY_ADDR": any_port},
             tmp_path,
             tmp_path / f"{name}.log",
             "serve",
             "query-api" if name == "query" else "command-api",
         )
-        for name, address in addresses.items()
+        for name in names
     }
-    channels = {name: grpc.insecure_channel(address) for name, address in addresses.items()}
+    channels: dict[str, grpc.Channel] = {}
     try:
-        for name, address in addresses.items():
+        for name in names:
+            address = listening_address(tmp_path / f"{name}.log", processes[name], timeout=60)
             wait_until_serving(address, processes[name], timeout=60)
+            channels[name] = grpc.insecure_channel(address)
         yield {
             "a": pb_grpc.CommandServiceStub(channels["a"]),
             "b": pb_grpc.CommandServiceStub(channels["b"]),
             "query": pb_grpc.QueryServiceStub(channels["query"]),
-            "logs": {name: tmp_path / f"{name}.log" for name in addresses},
+            "logs": {name: tmp_path / f"{name}.log" for name in names},
         }
         for name, process in processes.items():
             assert stop(process) == 0, name
