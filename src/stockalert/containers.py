@@ -636,11 +636,6 @@ class KafkaAdmin(containers.DeclarativeContainer):
     config = providers.Configuration(strict=True)
     clock = providers.Singleton(SystemClock)
     metrics = providers.Singleton(Metrics, role=config.role)
-    quotas = providers.Singleton(
-        Quotas,
-        subscriptions_per_user=config.limits.subscriptions_per_user,
-        tickers=config.limits.tickers,
-    )
     topics = providers.Singleton(topics_of, config.kafka.topics)
     admin = providers.Singleton(
         kafka_administrator, bootstrap=config.kafka.bootstrap, client_id=config.kafka.client_id
