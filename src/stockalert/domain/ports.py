@@ -199,7 +199,10 @@ class UserRepository(Protocol):
 class LoginFailureRepository(Protocol):
     """Failed logins per throttle key (shared by every command-api instance)."""
 
-    def get_many(self, keys: Collection[str]) -> dict[str, FailedLogins]: ...
+    def get_many(self, keys: Collection[str], lock: bool = False) -> dict[str, FailedLogins]:
+        """The counts of these keys; `lock`: held until the transaction ends (to update)."""
+        ...
+
     def save(self, key: str, state: FailedLogins) -> None:
         """Insert or replace."""
         ...

@@ -145,8 +145,8 @@ class MemoryUserRepository(_Repo):
 class MemoryLoginFailureRepository(_Repo):
     """Failed logins per throttle key."""
 
-    def get_many(self, keys: Collection[str]) -> dict[str, FailedLogins]:
-        found = self._store.login_failures
+    def get_many(self, keys: Collection[str], lock: bool = False) -> dict[str, FailedLogins]:
+        found = self._store.login_failures  # a memory transaction holds the store
         return {key: found[key] for key in keys if key in found}
 
     def save(self, key: str, state: FailedLogins) -> None:

@@ -604,10 +604,10 @@ class SqlTickerStatusRepository(_Repo):
 class SqlLoginFailureRepository(_Repo):
     """Failed logins per throttle key, shared by every command-api instance."""
 
-    def get_many(self, keys: Collection[str]) -> dict[str, FailedLogins]:
+    def get_many(self, keys: Collection[str], lock: bool = False) -> dict[str, FailedLogins]:
         f = t.login_failures.c
         query = select(t.login_failures).where(f.throttle_key.in_(sorted(keys)))
-        if self._conn().dialect.name != "sqlite":  # SQLite's writers queue anyway
+        if lock and self._conn().dialect.name != "sqlite":  # SQLite's writers queue anyway
             query = query.with_for_update()  # concurrent failures count one after the other
         return {
             row.throttle_key: FailedLogins(row.failures, row.last_failure_at, row.blocked_until)

@@ -59,7 +59,7 @@ def _count_failure(
     """Count a failure under every key; the account+peer count (for the log line)."""
     forgotten = now - timedelta(seconds=throttle.window_s)
     with uow:
-        seen = uow.login_failures.get_many(keys.values())
+        seen = uow.login_failures.get_many(keys.values(), lock=True)
         counted = 0
         for rule, key in keys.items():
             before = seen.get(key)
